@@ -1,0 +1,60 @@
+"""Typed configuration shared by every part of DermaScan. Pure dataclasses: no torch import here.
+
+The preprocessing config travels with a model into its checkpoints and bundles, so that training,
+evaluation, the Predictor and the torch-free serving path all prepare an image the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How an image becomes a model input (the eval transform; training adds augmentation on top).
+
+    Attributes:
+        input_size: side of the square network input in pixels (224 for ResNet-50/ViT-B/16).
+        resize_size: the shorter image side is resized to this before the centre crop
+            (the torchvision convention: 256 for a 224 crop).
+        mean: per-channel mean subtracted after scaling to [0, 1] (ImageNet statistics by default).
+        std: per-channel standard deviation divided by after subtracting the mean.
+        interpolation: resampling filter for the resize: ``bilinear`` or ``bicubic``.
+    """
+
+    input_size: int = 224
+    resize_size: int | None = None
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    interpolation: str = "bilinear"
+
+    def __post_init__(self) -> None:
+        if self.input_size < 8:
+            raise ValueError(f"input_size must be at least 8 pixels, got {self.input_size}")
+        if self.resize_size is None:
+            # torchvision's 256/224 ratio: the crop drops the dark dermoscope corners a little.
+            object.__setattr__(self, "resize_size", round(self.input_size * 256 / 224))
+        if self.resize_size < self.input_size:
+            raise ValueError(
+                f"resize_size ({self.resize_size}) must be >= input_size ({self.input_size})"
+            )
+        if self.interpolation not in ("bilinear", "bicubic"):
+            raise ValueError(f"interpolation must be 'bilinear' or 'bicubic', got {self.interpolation!r}")
+        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
+            raise ValueError(f"mean and std need 3 channels with std > 0, got {self.mean}, {self.std}")
+        object.__setattr__(self, "mean", tuple(float(m) for m in self.mean))
+        object.__setattr__(self, "std", tuple(float(s) for s in self.std))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Preprocessing:
+        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()})
+
+
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "Preprocessing"]
