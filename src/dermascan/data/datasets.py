@@ -1,0 +1,74 @@
+"""The torch Dataset over a :class:`DermoscopyIndex`, and an optional pre-resized image cache."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pandas as pd
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from dermascan import _io
+from dermascan.data.io import load_image
+
+
+class DermoscopyDataset(Dataset):
+    """Images and labels from a table with ``path`` and ``label`` columns.
+
+    Returns ``(image, label)`` with ``image`` whatever ``transform`` makes of an RGB PIL image
+    (a (3, H, W) float tensor for the standard transforms).
+    """
+
+    def __init__(self, frame: pd.DataFrame, transform: Callable[[Image.Image], torch.Tensor]) -> None:
+        self.paths = frame["path"].tolist()
+        self.labels = frame["label"].to_numpy()
+        self.image_ids = frame["image_id"].tolist()
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return self.transform(load_image(self.paths[i])), int(self.labels[i])
+
+
+def cache_images(frame: pd.DataFrame, cache_dir: str | Path, short_side: int, progress: bool = False) -> pd.DataFrame:
+    """Pre-resize images so training does not decode full-size JPEGs every epoch.
+
+    Real captures are 600x450 to 1024x768 and larger; decoding and resizing them costs more than a
+    small network's forward pass on a CPU. Each image is resized once so that its shorter side is
+    ``short_side`` (at least the model's resize size) and stored as a quality-95 JPEG, named after a
+    hash of its source path, size and modification time, so a changed source is re-cached.
+
+    Returns:
+        A copy of ``frame`` whose ``path`` column points into the cache.
+    """
+    cache_dir = Path(cache_dir) / f"short{short_side}"
+    cache_dir.mkdir(parents=True, exist_ok=True)
+
+    def one(path: str) -> str:
+        st = os.stat(path)
+        key = hashlib.sha1(f"{os.path.abspath(path)}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:16]
+        target = cache_dir / f"{Path(path).stem}-{key}.jpg"
+        if not target.exists():
+            img = load_image(path)
+            scale = short_side / min(img.size)
+            if scale < 1:  # never upsample: the cache only ever saves work
+                img = img.resize((round(img.width * scale), round(img.height * scale)), Image.Resampling.LANCZOS)
+            with _io.atomic_path(target) as tmp:
+                img.save(tmp, format="JPEG", quality=95)
+        return str(target)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = pool.map(one, frame["path"])
+        if progress:
+            from tqdm import tqdm
+
+            results = tqdm(results, total=len(frame), desc=f"caching at {short_side}px", unit="img")
+        paths = list(results)
+    return frame.assign(path=paths)

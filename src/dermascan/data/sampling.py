@@ -1,0 +1,101 @@
+"""Class balance: class weights for the loss and a class-balanced sampler that also works under DDP."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Sampler
+
+from dermascan.taxonomy import CLASSES, NUM_CLASSES
+
+WEIGHTING_SCHEMES = ("inverse", "sqrt_inverse", "clipped", "uniform")
+
+
+def class_counts(labels: Sequence[int] | np.ndarray, num_classes: int = NUM_CLASSES) -> np.ndarray:
+    labels = np.asarray(labels, dtype=np.int64)
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(f"labels must be in [0, {num_classes}), got range [{labels.min()}, {labels.max()}]")
+    return np.bincount(labels, minlength=num_classes)
+
+
+def class_weights(counts: Sequence[int] | np.ndarray, scheme: str = "inverse", clip: float = 5.0) -> np.ndarray:
+    """Per-class weights from class counts.
+
+    ``inverse`` is the brief's w_i = N / (K * N_i): every class contributes equally overall.
+    ``sqrt_inverse`` is its square root, renormalised to mean 1: gentler on the rarest classes
+    (inverse weights reach ~60x for DF on HAM10000). ``clipped`` is ``inverse`` capped at ``clip``.
+    ``uniform`` is all ones (the baseline). A class absent from the counts gets weight 0 with a warning:
+    it cannot be learned from this training set, and a weight would only divide by zero.
+    """
+    if scheme not in WEIGHTING_SCHEMES:
+        raise ValueError(f"unknown weighting scheme {scheme!r}; choose one of {WEIGHTING_SCHEMES}")
+    counts = np.asarray(counts, dtype=np.float64)
+    if counts.ndim != 1 or (counts < 0).any():
+        raise ValueError(f"counts must be a 1-D array of non-negative numbers, got {counts.tolist()}")
+    if counts.sum() == 0:
+        raise ValueError("class counts are all zero: no training labels")
+    present = counts > 0
+    if not present.all():
+        absent = [CLASSES[i] if len(counts) == NUM_CLASSES else str(i) for i in np.flatnonzero(~present)]
+        warnings.warn(f"no training samples for class(es) {absent}: their weight is 0", stacklevel=2)
+    if scheme == "uniform":
+        return present.astype(np.float64)
+    k = present.sum()
+    w = np.zeros_like(counts)
+    w[present] = counts.sum() / (k * counts[present])
+    if scheme == "sqrt_inverse":
+        w[present] = np.sqrt(w[present])
+        w[present] /= w[present].mean()
+    elif scheme == "clipped":
+        w = np.minimum(w, clip)
+    return w
+
+
+class BalancedSampler(Sampler[int]):
+    """Draw indices with replacement so that each class is seen equally often, sharded across ranks.
+
+    Every rank draws the same global sequence from ``(seed, epoch)`` and keeps every ``world_size``-th
+    index starting at its rank, so ranks see different, equally balanced shards and a resumed run
+    replays exactly the epoch it stopped in. Call :meth:`set_epoch` each epoch (Lightning does).
+
+    Args:
+        labels: class index of every training sample.
+        num_samples: samples per epoch across all ranks (default: the dataset size).
+        weights: per-class sampling weights (default: inverse frequency, i.e. balanced).
+        rank: this process's rank; world_size: number of processes.
+    """
+
+    def __init__(
+        self,
+        labels: Sequence[int] | np.ndarray,
+        num_samples: int | None = None,
+        weights: np.ndarray | None = None,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        labels = np.asarray(labels, dtype=np.int64)
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is not in [0, {world_size})")
+        per_class = class_weights(class_counts(labels)) if weights is None else np.asarray(weights, float)
+        self.sample_weights = torch.as_tensor(per_class[labels], dtype=torch.float64)
+        self.num_samples = num_samples or len(labels)
+        self.per_rank = math.ceil(self.num_samples / world_size)
+        self.seed, self.rank, self.world_size = seed, rank, world_size
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.per_rank
+
+    def __iter__(self) -> Iterator[int]:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        total = self.per_rank * self.world_size
+        idx = torch.multinomial(self.sample_weights, total, replacement=True, generator=g)
+        return iter(idx[self.rank :: self.world_size].tolist())

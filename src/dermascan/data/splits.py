@@ -1,0 +1,141 @@
+"""Train/validation/test splits, stratified by class and grouped by lesion.
+
+HAM10000 holds 10,015 images of 7,470 lesions: splitting by image puts photos of one lesion on both
+sides and inflates every figure. Here a lesion lives in exactly one split, and each class keeps its
+proportions in every split. The assignment depends only on the seed and the table.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dermascan import _io
+from dermascan.data.readers import DatasetError
+from dermascan.taxonomy import CLASSES
+
+SPLITS = ("train", "val", "test")
+SPLIT_COLUMNS = ["image_id", "lesion_id", "split"]
+
+
+def make_splits(
+    frame: pd.DataFrame, val_fraction: float = 0.15, test_fraction: float = 0.15, seed: int = 0
+) -> pd.DataFrame:
+    """Assign every image to ``train``, ``val`` or ``test``, lesion-grouped and class-stratified.
+
+    Per class, lesions are shuffled with the seed and dealt to test, then val, until each holds its
+    share of that class's images; the rest go to train. A class with at least three lesions gets at
+    least one in each split, so tiny sets still have every class everywhere they can.
+
+    Args:
+        frame: needs ``image_id``, ``lesion_id`` and ``dx`` columns (a :class:`DermoscopyIndex` frame).
+        val_fraction: share of each class's images for validation.
+        test_fraction: share for testing.
+        seed: the same seed and table give the same split.
+
+    Returns:
+        A frame with columns ``image_id, lesion_id, split`` in the input's row order.
+    """
+    for name, v in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+        if not 0.0 <= v < 1.0:
+            raise ValueError(f"{name} must be in [0, 1), got {v}")
+    if val_fraction + test_fraction >= 1.0:
+        raise ValueError(f"val_fraction + test_fraction must be < 1, got {val_fraction + test_fraction}")
+    missing = {"image_id", "lesion_id", "dx"} - set(frame.columns)
+    if missing:
+        raise ValueError(f"make_splits needs columns image_id, lesion_id, dx; missing {sorted(missing)}")
+
+    # A lesion's class is that of its images; if sources disagree, the most frequent wins.
+    lesion_dx = frame.groupby("lesion_id")["dx"].agg(lambda s: s.value_counts().index[0])
+    lesion_size = frame.groupby("lesion_id").size()
+    assignment: dict[str, str] = {}
+    for k, code in enumerate(CLASSES):
+        lesions = np.array(sorted(lesion_dx.index[lesion_dx == code]))
+        if len(lesions) == 0:
+            continue
+        rng = np.random.default_rng([seed, k])  # per class, so adding one class leaves the others alone
+        lesions = lesions[rng.permutation(len(lesions))]
+        total = int(lesion_size[lesions].sum())
+        targets = {"test": test_fraction * total, "val": val_fraction * total}
+        if len(lesions) >= 3:
+            targets = {s: max(t, 1.0) if f > 0 else 0.0 for (s, t), f in zip(
+                targets.items(), (test_fraction, val_fraction), strict=True)}
+        filled = {"test": 0, "val": 0}
+        for lesion in lesions:
+            split = next((s for s in ("test", "val") if filled[s] < targets[s] - 1e-9), "train")
+            if split != "train":
+                filled[split] += int(lesion_size[lesion])
+            assignment[lesion] = split
+    out = frame[["image_id", "lesion_id"]].copy()
+    out["split"] = out["lesion_id"].map(assignment)
+    check_no_leakage(out)
+    return out.reset_index(drop=True)
+
+
+def check_no_leakage(splits: pd.DataFrame) -> None:
+    """Raise if any lesion appears in more than one split."""
+    per_lesion = splits.groupby("lesion_id")["split"].nunique()
+    leaked = per_lesion[per_lesion > 1]
+    if len(leaked):
+        raise DatasetError(
+            f"{len(leaked)} lesion(s) appear in several splits, e.g. {leaked.index[:5].tolist()}: "
+            "figures would be inflated by lesion leakage. Regenerate splits.csv with `dermascan train`."
+        )
+
+
+def write_splits(splits: pd.DataFrame, path: str | Path) -> Path:
+    return _io.write_csv(path, splits[SPLIT_COLUMNS])
+
+
+def read_splits(path: str | Path, frame: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Read and validate a ``splits.csv``; with ``frame``, check every id exists in the dataset."""
+    path = Path(path)
+    try:
+        splits = pd.read_csv(path, dtype={"image_id": str, "lesion_id": str})
+    except FileNotFoundError as e:
+        raise DatasetError(f"{path} not found: a run folder keeps its splits.csv") from e
+    if list(splits.columns[:3]) != SPLIT_COLUMNS:
+        raise DatasetError(f"{path}: header must be {','.join(SPLIT_COLUMNS)}, got {list(splits.columns)}")
+    bad = ~splits["split"].isin(SPLITS)
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        raise DatasetError(f"{path} line {i + 2}: split {splits['split'].iat[i]!r} is not one of {SPLITS}")
+    check_no_leakage(splits)
+    if frame is not None:
+        unknown = set(splits["image_id"]) - set(frame["image_id"])
+        if unknown:
+            raise DatasetError(
+                f"{path}: {len(unknown)} image id(s) not in the dataset, e.g. {sorted(unknown)[:3]}; "
+                "was the run trained on another folder? Pass the same --data."
+            )
+    return splits
+
+
+def combine_official(
+    train: pd.DataFrame, val: pd.DataFrame | None = None, test: pd.DataFrame | None = None,
+    val_fraction: float = 0.15, test_fraction: float = 0.15, seed: int = 0,
+) -> pd.DataFrame:
+    """Splits when the official ISIC 2018 validation/test folders are given.
+
+    The given folders become the ``val``/``test`` splits as they are; whichever is not given is carved
+    from ``train`` by :func:`make_splits`. Lesions that appear in both the training folder and an
+    official folder are dropped from training (HAM10000 lesions do not cross the official sets, but a
+    merged local collection might).
+    """
+    held_out = pd.concat([f for f in (val, test) if f is not None], ignore_index=True)
+    clean = train[~train["lesion_id"].isin(held_out["lesion_id"])] if len(held_out) else train
+    carved = make_splits(
+        clean,
+        val_fraction=0.0 if val is not None else val_fraction,
+        test_fraction=0.0 if test is not None else test_fraction,
+        seed=seed,
+    )
+    parts = [carved]
+    for name, f in (("val", val), ("test", test)):
+        if f is not None:
+            parts.append(f[["image_id", "lesion_id"]].assign(split=name))
+    out = pd.concat(parts, ignore_index=True)
+    check_no_leakage(out)
+    return out

@@ -1,0 +1,35 @@
+"""The command line as a user runs it (through typer's runner, in-process)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from dermascan.cli import app
+
+runner = CliRunner()
+
+
+def test_help_lists_commands() -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("synth", "eda"):
+        assert command in result.output
+
+
+def test_eda_command(tiny_isic: Path, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["eda", "--data", str(tiny_isic), "--out", str(tmp_path / "e")])
+    assert result.exit_code == 0, result.output
+    assert "42 images" in result.output
+    assert json.loads((tmp_path / "e" / "eda.json").read_text())["n_images"] == 42
+
+
+def test_eda_on_a_bad_folder_fails_cleanly(tiny_isic: Path, tmp_path: Path) -> None:
+    (tiny_isic / "images" / "ISIC_0000007.jpg").unlink()
+    result = runner.invoke(app, ["eda", "--data", str(tiny_isic), "--out", str(tmp_path / "e")])
+    assert result.exit_code == 2
+    assert "ISIC_0000007" in result.output and "--skip-bad" in result.output
+    result = runner.invoke(app, ["eda", "--data", str(tiny_isic), "--out", str(tmp_path / "e"), "--skip-bad"])
+    assert result.exit_code == 0 and "skipped 1" in result.output
