@@ -78,5 +78,65 @@ def eda(
     typer.echo(f"wrote {out / 'eda.html'}")
 
 
+@app.command()
+def train(
+    data: Annotated[Path | None, typer.Option(help="Dataset folder (not needed with --resume).")] = None,
+    out: OutOpt = Path("runs/run"),
+    preset: Annotated[str | None, typer.Option(help="cpu-demo, isic2018-resnet50-baseline, isic2018-resnet50, "
+                                                    "isic2018-vit_b_16.")] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML file of config keys (overrides the preset).")] = None,
+    arch: Annotated[str | None, typer.Option(help="resnet50, vit_b_16, resnet18, vit_tiny or timm:<name>.")] = None,
+    weights: Annotated[str | None, typer.Option(help="none, imagenet, or a local state-dict file.")] = None,
+    freeze: Annotated[bool | None, typer.Option("--freeze/--no-freeze", help="Freeze early layers.")] = None,
+    image_size: Annotated[int | None, typer.Option(help="Network input side in pixels.")] = None,
+    loss: Annotated[str | None, typer.Option(help="ce (baseline) or weighted_ce_focal.")] = None,
+    class_weighting: Annotated[str | None, typer.Option(help="inverse, sqrt_inverse, clipped, uniform.")] = None,
+    sampler: Annotated[str | None, typer.Option(help="shuffle or balanced.")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Maximum epochs.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Images per step per device.")] = None,
+    lr: Annotated[float | None, typer.Option(help="Peak learning rate.")] = None,
+    precision: Annotated[str | None, typer.Option(help="auto, 32-true, bf16-mixed, 16-mixed.")] = None,
+    devices: Annotated[int | None, typer.Option(help="Processes/GPUs; >1 runs DDP.")] = None,
+    accelerator: Annotated[str | None, typer.Option(help="auto, cpu or gpu.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed for split, init, sampling, augmentation.")] = None,
+    patience: Annotated[int | None, typer.Option(help="Early-stopping patience (epochs).")] = None,
+    val_fraction: Annotated[float | None, typer.Option(help="Validation share per class.")] = None,
+    test_fraction: Annotated[float | None, typer.Option(help="Test share per class.")] = None,
+    num_workers: Annotated[int | None, typer.Option(help="Loader workers (-1 automatic).")] = None,
+    cache_dir: Annotated[Path | None, typer.Option(help="Pre-resized image cache folder.")] = None,
+    limit_train_batches: Annotated[int | None, typer.Option(help="Cap steps per epoch (smoke runs).")] = None,
+    skip_bad: SkipBadOpt = False,
+    resume: Annotated[bool, typer.Option(help="Continue the run in --out from last.ckpt.")] = False,
+) -> None:
+    """Train a classifier; writes config.yaml, splits.csv, best.ckpt, last.ckpt, history.csv/json to --out."""
+    from dermascan.data.readers import DatasetError
+    from dermascan.models import WeightsFileError, WeightsUnavailableError
+    from dermascan.training.config import resolve_config
+    from dermascan.training.module import NonFiniteLossError
+    from dermascan.training.train import train as run_training
+
+    overrides = dict(data=str(data) if data else None, out=str(out), arch=arch, weights=weights, freeze=freeze,
+                     image_size=image_size, loss=loss, class_weighting=class_weighting, sampler=sampler,
+                     epochs=epochs, batch_size=batch_size, lr=lr, precision=precision, devices=devices,
+                     accelerator=accelerator, seed=seed, patience=patience, val_fraction=val_fraction,
+                     test_fraction=test_fraction, num_workers=num_workers,
+                     cache_dir=str(cache_dir) if cache_dir else None, limit_train_batches=limit_train_batches,
+                     skip_bad=skip_bad or None)
+    saved = out / "config.yaml"
+    try:
+        if resume and saved.exists():
+            cfg = resolve_config(config_file=saved, **overrides)  # the run's own config, plus what you change
+        else:
+            cfg = resolve_config(preset=preset, config_file=config, **overrides)
+        if not cfg.data:
+            raise ValueError("--data is required (a dataset folder; `dermascan synth --out DIR` makes one)")
+        result = run_training(cfg, resume=resume)
+    except (ValueError, FileNotFoundError, FileExistsError, DatasetError, WeightsUnavailableError,
+            WeightsFileError, NonFiniteLossError) as e:
+        raise _fail(str(e)) from e
+    typer.echo(f"trained {result.epochs_run} epoch(s); best selection score {result.best_score:.4f}")
+    typer.echo(f"run folder: {result.out} (best.ckpt, last.ckpt, history.csv, splits.csv, config.yaml)")
+
+
 if __name__ == "__main__":
     app()

@@ -21,7 +21,9 @@ class DermoscopyDataset(Dataset):
     """Images and labels from a table with ``path`` and ``label`` columns.
 
     Returns ``(image, label)`` with ``image`` whatever ``transform`` makes of an RGB PIL image
-    (a (3, H, W) float tensor for the standard transforms).
+    (a (3, H, W) float tensor for the standard transforms). An item can be asked for as ``i`` or as
+    ``(i, seed)`` (see :class:`dermascan.data.sampling.SeededSampler`): the random transform then runs
+    under that seed, so augmentation does not depend on the order in which workers consume the RNG.
     """
 
     def __init__(self, frame: pd.DataFrame, transform: Callable[[Image.Image], torch.Tensor]) -> None:
@@ -33,8 +35,13 @@ class DermoscopyDataset(Dataset):
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        return self.transform(load_image(self.paths[i])), int(self.labels[i])
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
+        if isinstance(key, tuple):
+            i, seed = key
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                return self.transform(load_image(self.paths[i])), int(self.labels[i])
+        return self.transform(load_image(self.paths[key])), int(self.labels[key])
 
 
 def cache_images(frame: pd.DataFrame, cache_dir: str | Path, short_side: int, progress: bool = False) -> pd.DataFrame:

@@ -17,7 +17,9 @@ Layouts understood (checked in this order):
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -70,6 +72,13 @@ class DermoscopyIndex:
     def class_counts(self) -> dict[str, int]:
         counts = self.frame["dx"].value_counts()
         return {c: int(counts.get(c, 0)) for c in CLASSES}
+
+    def fingerprint(self) -> str:
+        """sha256 over (image id, class, file size) of every image: identifies the data a model saw."""
+        h = hashlib.sha256()
+        for image_id, dx, path in self.frame[["image_id", "dx", "path"]].itertuples(index=False):
+            h.update(f"{image_id},{dx},{os.path.getsize(path)}\n".encode())
+        return h.hexdigest()
 
     def subset(self, image_ids: list[str] | pd.Series) -> DermoscopyIndex:
         """The rows whose ``image_id`` is in ``image_ids``, in that order."""

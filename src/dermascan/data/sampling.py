@@ -55,6 +55,57 @@ def class_weights(counts: Sequence[int] | np.ndarray, scheme: str = "inverse", c
     return w
 
 
+class ShardedShuffleSampler(Sampler[int]):
+    """A fresh permutation each epoch from ``(seed, epoch)``, split across ranks (padded to equal shards).
+
+    Like :class:`torch.utils.data.DistributedSampler`, but the epoch can be set at construction, so a
+    loader built for a resumed run starts in the right epoch before Lightning calls :meth:`set_epoch`.
+    """
+
+    def __init__(self, n: int, seed: int = 0, rank: int = 0, world_size: int = 1, epoch: int = 0) -> None:
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is not in [0, {world_size})")
+        self.n, self.seed, self.rank, self.world_size, self.epoch = n, seed, rank, world_size, epoch
+        self.per_rank = math.ceil(n / world_size)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.per_rank
+
+    def __iter__(self) -> Iterator[int]:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        order = torch.randperm(self.n, generator=g)
+        order = torch.cat([order, order[: self.per_rank * self.world_size - self.n]])  # pad to equal shards
+        return iter(order[self.rank :: self.world_size].tolist())
+
+
+class SeededSampler(Sampler[tuple[int, int]]):
+    """Wrap a sampler so each draw carries its own augmentation seed: ``(index, seed)``.
+
+    The seed depends only on (run seed, epoch, position in the epoch, rank), so random crops and flips
+    are the same whether the run was interrupted and resumed or not, whatever the number of loader
+    workers. :class:`dermascan.data.datasets.DermoscopyDataset` accepts such pairs.
+    """
+
+    def __init__(self, sampler: Sampler[int], seed: int) -> None:
+        self.sampler, self.seed = sampler, seed
+
+    def set_epoch(self, epoch: int) -> None:
+        self.sampler.set_epoch(epoch)  # type: ignore[attr-defined]
+
+    def __len__(self) -> int:
+        return len(self.sampler)  # type: ignore[arg-type]
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        epoch = getattr(self.sampler, "epoch", 0)
+        rank = getattr(self.sampler, "rank", 0)
+        base = (self.seed * 1_000_003 + epoch * 7919 + rank * 104_729) * 1_000_033
+        for pos, i in enumerate(self.sampler):
+            yield i, (base + pos) % (2**62)
+
+
 class BalancedSampler(Sampler[int]):
     """Draw indices with replacement so that each class is seen equally often, sharded across ranks.
 
@@ -77,6 +128,7 @@ class BalancedSampler(Sampler[int]):
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
+        epoch: int = 0,
     ) -> None:
         labels = np.asarray(labels, dtype=np.int64)
         if not 0 <= rank < world_size:
@@ -85,8 +137,7 @@ class BalancedSampler(Sampler[int]):
         self.sample_weights = torch.as_tensor(per_class[labels], dtype=torch.float64)
         self.num_samples = num_samples or len(labels)
         self.per_rank = math.ceil(self.num_samples / world_size)
-        self.seed, self.rank, self.world_size = seed, rank, world_size
-        self.epoch = 0
+        self.seed, self.rank, self.world_size, self.epoch = seed, rank, world_size, epoch
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch

@@ -1,0 +1,248 @@
+"""The melanoma operating point: how a threshold is chosen, how it turns probabilities into a diagnosis,
+and how the melanoma probability maps to a risk band.
+
+The operating point is a clinical decision: choose it on validation data for the target sensitivity
+(:func:`choose_threshold`), lock it into the model bundle, and report specificity at it on test data with
+confidence intervals (:func:`dermascan.evaluation.metrics.melanoma_report`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike
+from scipy import stats
+
+from dermascan.evaluation.metrics import (
+    Estimate,
+    _check_binary_scores,
+    _check_confidence,
+    _check_probs,
+    _check_target,
+    _min_hits,
+    wilson_estimate,
+    wilson_interval,
+)
+from dermascan.taxonomy import MELANOMA_INDEX
+
+__all__ = ["OperatingPoint", "RiskBands", "choose_threshold", "decide", "risk_band"]
+
+CRITERIA = ("point", "lower_ci")
+
+
+def decide(probs: ArrayLike, threshold: float | None, melanoma_index: int = MELANOMA_INDEX) -> np.ndarray:
+    """Turn class probabilities into one predicted class per case: the decision rule of DermaScan.
+
+    With a threshold, the threshold alone decides the melanoma call:
+
+    - ``p(melanoma) >= threshold``: melanoma, even when another class has a larger probability (a
+      screening tool must not let a confident nevus hide a 30% melanoma);
+    - otherwise the argmax over all classes, except that melanoma is excluded: if melanoma has the
+      largest probability but stays below the threshold, the case gets the most probable other class.
+
+    So a case is called melanoma exactly when ``p(melanoma) >= threshold``, and the sensitivity and
+    specificity of the 7-class decision equal those of the binary rule used to choose the threshold.
+    With ``threshold=None`` the rule is the plain argmax.
+
+    Args:
+        probs: class probabilities (or any scores on the threshold's scale), shape (N, K).
+        threshold: melanoma threshold on ``probs[:, melanoma_index]``, or ``None`` for argmax.
+        melanoma_index: column of melanoma.
+
+    Returns:
+        Predicted class indices, int64, shape (N,).
+    """
+    p = _check_probs(probs, "probs", require_normalised=False)
+    if not 0 <= melanoma_index < p.shape[1]:
+        raise ValueError(f"melanoma_index {melanoma_index} is outside 0..{p.shape[1] - 1}")
+    if threshold is None:
+        return p.argmax(axis=1).astype(np.int64)
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float | np.number) or math.isnan(threshold):
+        raise ValueError(f"threshold must be a number or None (argmax), got {threshold!r}")
+    others = p.copy()
+    others[:, melanoma_index] = -np.inf
+    other_best = others.argmax(axis=1)  # (N,) the most probable class that is not melanoma
+    return np.where(p[:, melanoma_index] >= threshold, melanoma_index, other_best).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class RiskBands:
+    """Edges that map a calibrated melanoma probability to a risk band.
+
+    Attributes:
+        moderate: ``p >= moderate`` is at least "moderate" risk.
+        high: ``p >= high`` is "high" risk; by default the operating threshold, so every case the
+            decision rule calls melanoma is high risk and no high-risk case is called something else.
+    """
+
+    moderate: float
+    high: float
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.moderate <= self.high <= 1.0:
+            raise ValueError(
+                f"risk band edges must satisfy 0 <= moderate <= high <= 1, got moderate={self.moderate!r}, "
+                f"high={self.high!r}"
+            )
+
+    @classmethod
+    def from_threshold(cls, threshold: float, moderate_fraction: float = 1.0 / 3.0) -> RiskBands:
+        """Default bands: high from the operating threshold, moderate from ``threshold * moderate_fraction``.
+
+        A third of the threshold keeps "moderate" for cases well below the melanoma call that still deserve
+        a closer look (with a 0.3 threshold: low < 0.1 <= moderate < 0.3 <= high).
+        """
+        return cls(moderate=float(threshold) * moderate_fraction, high=float(threshold))
+
+    def to_dict(self) -> dict[str, float]:
+        """JSON-ready dict, as stored in a model bundle's manifest."""
+        return {"moderate": self.moderate, "high": self.high}
+
+
+def risk_band(p_mel: float | ArrayLike, bands: RiskBands) -> str | np.ndarray:
+    """Map a calibrated melanoma probability to ``"low"``, ``"moderate"`` or ``"high"``.
+
+    The probability must be on the scale the threshold was chosen on (after temperature scaling when the
+    model is calibrated). Edges are inclusive: ``p >= bands.high`` is high, ``p >= bands.moderate`` moderate.
+
+    Returns:
+        A string for a scalar input, an array of strings for an array input.
+    """
+    p = np.asarray(p_mel, dtype=np.float64)
+    bad = ~np.isfinite(p) | (p < 0) | (p > 1)
+    if bad.any():
+        raise ValueError(f"melanoma probability must be in [0, 1], got {p[bad].ravel()[0]!r}")
+    band = np.where(p >= bands.high, "high", np.where(p >= bands.moderate, "moderate", "low"))
+    return str(band) if band.ndim == 0 else band
+
+
+@dataclass(frozen=True)
+class OperatingPoint:
+    """A melanoma threshold and what it achieved on the data it was chosen on.
+
+    Attributes:
+        threshold: call melanoma when ``p(melanoma) >= threshold`` (see :func:`decide`).
+        target_sensitivity: the sensitivity the threshold was chosen to reach.
+        sensitivity: sensitivity achieved on the fitting set, with its Wilson interval.
+        specificity: specificity achieved on the fitting set, with its Wilson interval.
+        n_pos: melanomas in the fitting set.
+        n_neg: non-melanomas in the fitting set.
+        criterion: ``"point"`` (the observed sensitivity reaches the target) or ``"lower_ci"`` (the lower
+            Wilson bound of the sensitivity reaches it).
+        confidence: coverage of the intervals (and of the lower bound for ``"lower_ci"``).
+    """
+
+    threshold: float
+    target_sensitivity: float
+    sensitivity: Estimate
+    specificity: Estimate
+    n_pos: int
+    n_neg: int
+    criterion: str
+    confidence: float = 0.95
+
+    def __post_init__(self) -> None:
+        if self.criterion not in CRITERIA:
+            raise ValueError(f"criterion must be one of {CRITERIA}, got {self.criterion!r}")
+
+    @property
+    def risk_bands(self) -> RiskBands:
+        """The default risk bands derived from this threshold."""
+        return RiskBands.from_threshold(self.threshold)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (NaN as ``None``), as stored in the model bundle's manifest."""
+        return {
+            "threshold": self.threshold,
+            "target_sensitivity": self.target_sensitivity,
+            "sensitivity": self.sensitivity.to_dict(),
+            "specificity": self.specificity.to_dict(),
+            "n_pos": self.n_pos,
+            "n_neg": self.n_neg,
+            "criterion": self.criterion,
+            "confidence": self.confidence,
+            "risk_bands": self.risk_bands.to_dict(),
+        }
+
+
+def _positives_needed(target: float, confidence: float) -> int:
+    # With every melanoma found, the Wilson lower bound is n / (n + z^2): solve n / (n + z^2) >= target.
+    z = float(stats.norm.ppf(0.5 + confidence / 2.0))
+    return math.ceil(target * z * z / (1.0 - target)) if target < 1.0 else -1
+
+
+def choose_threshold(
+    y_true_binary: ArrayLike,
+    scores: ArrayLike,
+    target_sensitivity: float = 0.90,
+    require_lower_ci: bool = False,
+    confidence: float = 0.95,
+) -> OperatingPoint:
+    """Choose the melanoma threshold on validation data: the largest one that reaches the target sensitivity.
+
+    Candidates are the observed melanoma scores; calling ``score >= t`` melanoma, sensitivity only rises
+    and specificity only falls as ``t`` falls, so the largest threshold that reaches the target has the
+    best specificity. With ``require_lower_ci`` the lower Wilson bound of the sensitivity, not the point
+    estimate, must reach the target: a stricter rule that accounts for a small validation set.
+
+    The threshold is an observed score, so ``p >= threshold`` reproduces the fitting-set counts exactly.
+
+    Raises:
+        ValueError: no melanoma in ``y_true_binary``; or, with ``require_lower_ci``, too few melanomas for
+            the lower bound to reach the target even when all are found. We raise rather than fall back to
+            a weaker threshold: a clinical operating point that silently misses its criterion is worse than
+            none. The message says how many melanomas are needed.
+    """
+    _check_target(target_sensitivity)
+    _check_confidence(confidence)
+    y, s = _check_binary_scores(y_true_binary, scores)
+    n_pos = int(y.sum())
+    n_neg = len(y) - n_pos
+    if n_pos == 0:
+        raise ValueError(
+            f"cannot choose a melanoma threshold: y_true_binary has no melanoma among {len(y)} cases; "
+            f"use a validation split that contains melanomas"
+        )
+    # found[k - 1] = melanomas found at the k-th highest melanoma score (ties share the larger count).
+    s_pos = np.sort(s[y == 1])[::-1]
+    found = np.searchsorted(-s_pos, -s_pos, side="right")
+    if require_lower_ci:
+        # The Wilson lower bound rises with the number found: binary-search the fewest melanomas that lift it
+        # to the target (log2(n_pos) interval evaluations).
+        best = wilson_interval(n_pos, n_pos, confidence)[0]
+        if best < target_sensitivity:
+            needed = _positives_needed(target_sensitivity, confidence)
+            raise ValueError(
+                f"the lower {confidence:.0%} Wilson bound of the sensitivity cannot reach "
+                f"{target_sensitivity:.0%} with {n_pos} melanomas (finding all gives {best:.3f}); "
+                + (f"need at least {needed} melanomas, " if needed > 0 else "a target of 100% is never reached, ")
+                + "or use require_lower_ci=False"
+            )
+        lo_k, hi_k = 0, n_pos
+        while lo_k < hi_k:
+            mid = (lo_k + hi_k) // 2
+            if wilson_interval(mid, n_pos, confidence)[0] >= target_sensitivity:
+                hi_k = mid
+            else:
+                lo_k = mid + 1
+        min_found = lo_k
+    else:
+        min_found = _min_hits(n_pos, target_sensitivity)
+    reaches = found >= min_found
+    threshold = float(s_pos[int(np.argmax(reaches))])
+    called = s >= threshold
+    tp = int(np.sum(called & (y == 1)))
+    tn = int(np.sum(~called & (y == 0)))
+    return OperatingPoint(
+        threshold=threshold,
+        target_sensitivity=float(target_sensitivity),
+        sensitivity=wilson_estimate(tp, n_pos, confidence),
+        specificity=wilson_estimate(tn, n_neg, confidence, what="specificity (no non-melanoma in the fitting set)"),
+        n_pos=n_pos,
+        n_neg=n_neg,
+        criterion="lower_ci" if require_lower_ci else "point",
+        confidence=float(confidence),
+    )

@@ -1,0 +1,156 @@
+"""The training configuration: one typed dataclass, merged from defaults, a preset, a YAML file and flags.
+
+The resolved config is written to every run folder (``config.yaml``) and into every checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+LOSSES = ("ce", "weighted_ce_focal")
+SAMPLERS = ("shuffle", "balanced")
+PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed")
+WEIGHTINGS = ("inverse", "sqrt_inverse", "clipped", "uniform")
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on.
+
+    Attributes:
+        data: dataset folder (ISIC 2018, HAM10000 or ImageFolder layout).
+        out: run folder; receives config.yaml, splits.csv, best.ckpt, last.ckpt, history.csv/json.
+        arch: model name for :func:`dermascan.models.create_model` (``resnet50``, ``vit_b_16``, ``resnet18``,
+            ``vit_tiny``, ``timm:<name>``).
+        weights: ``none``, ``imagenet`` (torchvision download) or a path to a local state dict.
+        freeze: freeze the early layers (ResNet: first 6 children; ViT: the patch embedding).
+        image_size: network input side in pixels (224 for real runs, 64-96 for CPU demos).
+        loss: ``ce`` (plain cross-entropy, uniform weights: the brief's baseline) or ``weighted_ce_focal``
+            (class-weighted CE + focal_weight * melanoma focal loss).
+        class_weighting: how class weights are derived from training counts for ``weighted_ce_focal``:
+            ``inverse`` (the brief's N / (K N_i)), ``sqrt_inverse``, ``clipped`` or ``uniform``.
+        focal_gamma: focusing parameter of the melanoma focal term.
+        focal_weight: lambda_1, the weight of the focal term.
+        sampler: ``shuffle`` (plain epochs) or ``balanced`` (class-balanced draws with replacement). Do not
+            combine ``balanced`` with inverse class weights: that corrects the imbalance twice.
+        epochs: maximum number of epochs.
+        batch_size: images per step per device.
+        lr: peak AdamW learning rate.
+        weight_decay: lambda_2, AdamW decoupled weight decay (not applied to norms and biases).
+        warmup_epochs: linear warm-up length before the cosine decay (fractions allowed).
+        grad_clip: gradient norm clip (0 disables).
+        precision: ``auto`` (bf16 autocast where the hardware has it), ``32-true``, ``bf16-mixed``, ``16-mixed``.
+        patience: early stopping patience in epochs on the selection metric.
+        target_sensitivity: melanoma sensitivity at which validation specificity is measured for model
+            selection (raw sensitivity at argmax is gamed by calling everything melanoma).
+        val_fraction: share of each class's images held out for validation.
+        test_fraction: share held out for testing.
+        seed: seeds the split, the initialisation, the sampler and the augmentation.
+        devices: number of processes/GPUs; above 1 runs DDP.
+        accelerator: ``auto``, ``cpu`` or ``gpu``.
+        num_workers: data-loading worker processes (-1: automatic).
+        cache_dir: optional folder for a pre-resized image cache (real images are 600x450 and larger).
+        skip_bad: leave out unreadable images instead of failing.
+        limit_train_batches: cap on steps per epoch (tests and smoke runs); None for all.
+        augment: overrides of :class:`dermascan.data.transforms.Augmentation` fields.
+    """
+
+    data: str = ""
+    out: str = "runs/run"
+    arch: str = "resnet18"
+    weights: str = "none"
+    freeze: bool = False
+    image_size: int = 224
+    loss: str = "weighted_ce_focal"
+    class_weighting: str = "sqrt_inverse"
+    focal_gamma: float = 2.0
+    focal_weight: float = 0.3
+    sampler: str = "shuffle"
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 1e-4
+    weight_decay: float = 0.01
+    warmup_epochs: float = 1.0
+    grad_clip: float = 1.0
+    precision: str = "auto"
+    patience: int = 5
+    target_sensitivity: float = 0.90
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    seed: int = 0
+    devices: int = 1
+    accelerator: str = "auto"
+    num_workers: int = -1
+    cache_dir: str | None = None
+    skip_bad: bool = False
+    limit_train_batches: int | None = None
+    augment: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.loss in LOSSES, f"loss must be one of {LOSSES}, got {self.loss!r}"),
+            (self.sampler in SAMPLERS, f"sampler must be one of {SAMPLERS}, got {self.sampler!r}"),
+            (self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}, got {self.precision!r}"),
+            (self.class_weighting in WEIGHTINGS, f"class_weighting must be one of {WEIGHTINGS}, "
+             f"got {self.class_weighting!r}"),
+            (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
+            (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
+            (self.lr > 0, f"lr must be > 0, got {self.lr}"),
+            (self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}"),
+            (self.image_size >= 16, f"image_size must be >= 16 pixels, got {self.image_size}"),
+            (self.devices >= 1, f"devices must be >= 1, got {self.devices}"),
+            (0 < self.target_sensitivity < 1, f"target_sensitivity must be in (0, 1), got {self.target_sensitivity}"),
+            (self.patience >= 1, f"patience must be >= 1, got {self.patience}"),
+            (self.focal_gamma >= 0 and self.focal_weight >= 0, "focal_gamma and focal_weight must be >= 0"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown config key(s) {unknown}; valid keys: {sorted(known)}")
+        return cls(**d)
+
+
+def list_presets() -> list[str]:
+    return sorted(p.name.removesuffix(".yaml") for p in resources.files("dermascan.configs").iterdir()
+                  if p.name.endswith(".yaml"))
+
+
+def load_preset(name: str) -> dict[str, Any]:
+    path = resources.files("dermascan.configs") / f"{name}.yaml"
+    if not path.is_file():
+        raise ValueError(f"unknown preset {name!r}; available: {', '.join(list_presets())}")
+    return yaml.safe_load(path.read_text()) or {}
+
+
+def resolve_config(
+    preset: str | None = None, config_file: str | Path | None = None, **overrides: Any
+) -> TrainConfig:
+    """Defaults < preset < YAML file < explicit overrides (``None`` overrides are ignored)."""
+    merged: dict[str, Any] = {}
+    if preset:
+        merged.update(load_preset(preset))
+    if config_file:
+        merged.update(yaml.safe_load(Path(config_file).read_text()) or {})
+    merged.update({k: v for k, v in overrides.items() if v is not None})
+    return TrainConfig.from_dict(merged)
+
+
+def save_config(config: TrainConfig, path: str | Path) -> Path:
+    from dermascan import _io
+
+    return _io.write_text(path, yaml.safe_dump(config.to_dict(), sort_keys=False))

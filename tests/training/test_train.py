@@ -1,0 +1,156 @@
+"""The real training entry point on a tiny data set: train, resume, kill and resume, DDP, weights errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import lightning as L
+import pandas as pd
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from dermascan.cli import app
+from dermascan.training.callbacks import HISTORY_KEYS
+
+runner = CliRunner()
+DERMASCAN = str(Path(sys.executable).parent / "dermascan")
+TINY = ["--preset", "cpu-demo", "--image-size", "32", "--batch-size", "16", "--seed", "1", "--precision", "32-true"]
+
+
+def _train(*args: str) -> str:
+    result = runner.invoke(app, ["train", *TINY, *args])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    return result.output
+
+
+def test_train_then_resume_through_the_cli(tiny_isic: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    _train("--data", str(tiny_isic), "--out", str(run), "--epochs", "2")
+    splits = pd.read_csv(run / "splits.csv")
+    assert list(splits.columns) == ["image_id", "lesion_id", "split"]
+    assert (splits.groupby("lesion_id")["split"].nunique() == 1).all()
+    history = pd.read_csv(run / "history.csv")
+    assert len(history) == 2 and list(history.columns) == list(HISTORY_KEYS)
+    assert history["train_loss"].notna().all() and history["melanoma_auroc"].between(0, 1).all()
+    for name in ("best.ckpt", "last.ckpt"):
+        ckpt = torch.load(run / name, map_location="cpu", weights_only=True)
+        assert ckpt["hyper_parameters"]["arch"] == "resnet18"
+        assert ckpt["hyper_parameters"]["classes"][0] == "MEL"
+    assert (run / "config.yaml").exists()
+
+    out = _train("--out", str(run), "--epochs", "3", "--resume")
+    assert "trained 3 epoch" in out
+    rows = json.loads((run / "history.json").read_text())
+    assert [r["epoch"] for r in rows] == [0, 1, 2]
+
+
+class _InterruptError(Exception):
+    pass
+
+
+class _StopAfterFirstEpoch(L.Callback):
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
+        if trainer.current_epoch == 1:  # epoch 0 is checkpointed; die at the first step of epoch 1
+            raise _InterruptError
+
+
+def test_resumed_run_ends_where_an_uninterrupted_run_would(tiny_isic: Path, tmp_path: Path) -> None:
+    from dermascan.training.config import resolve_config
+    from dermascan.training.train import train
+
+    def config(out: str):
+        return resolve_config("cpu-demo", data=str(tiny_isic), out=out, epochs=3, image_size=32, batch_size=16,
+                              seed=1, precision="32-true")
+
+    train(config(str(tmp_path / "a")), progress=False)
+    with pytest.raises(_InterruptError):  # dies after epoch 0, like a killed job
+        train(config(str(tmp_path / "b")), progress=False, callbacks=[_StopAfterFirstEpoch()])
+    train(config(str(tmp_path / "b")), resume=True, progress=False)
+    a = json.loads((tmp_path / "a" / "history.json").read_text())
+    b = json.loads((tmp_path / "b" / "history.json").read_text())
+    for ra, rb in zip(a, b, strict=True):
+        assert ra["train_loss"] == pytest.approx(rb["train_loss"], rel=1e-4)
+        assert ra["val_loss"] == pytest.approx(rb["val_loss"], rel=1e-4)
+
+
+def test_existing_run_needs_resume_and_resume_needs_a_run(tiny_isic: Path, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["train", *TINY, "--data", str(tiny_isic), "--out", str(tmp_path / "x"), "--resume"])
+    assert result.exit_code == 2 and "cannot resume" in result.output
+    result = runner.invoke(app, ["train", "--preset", "nope", "--data", str(tiny_isic)])
+    assert result.exit_code == 2 and "cpu-demo" in result.output
+
+
+def test_imagenet_weights_offline_fail_fast_with_the_fix(tiny_isic: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # an empty cache: the download is attempted
+    start = time.monotonic()
+    result = runner.invoke(app, ["train", *TINY, "--data", str(tiny_isic), "--out", str(tmp_path / "w"),
+                                 "--weights", "imagenet"])
+    assert result.exit_code == 2
+    assert time.monotonic() - start < 30
+    assert "--weights" in result.output and ".pth" in result.output
+
+
+def test_local_weights_file(tiny_isic: Path, tmp_path: Path) -> None:
+    from dermascan.models import create_model
+
+    path = tmp_path / "resnet18.pth"
+    torch.save(create_model("resnet18", weights="none").state_dict(), path)
+    _train("--data", str(tiny_isic), "--out", str(tmp_path / "w"), "--epochs", "1", "--weights", str(path))
+
+
+def test_non_finite_loss_stops_with_a_message() -> None:
+    from torch import nn
+
+    from dermascan.models import create_model
+    from dermascan.training.config import TrainConfig
+    from dermascan.training.module import LesionClassifier, NonFiniteLossError
+
+    class NanLoss(nn.Module):
+        def forward(self, logits, y):
+            return logits.sum() * float("nan")
+
+    module = LesionClassifier(create_model("resnet18", weights="none"), NanLoss(), TrainConfig(data="x"), {})
+    with pytest.raises(NonFiniteLossError, match="lower --lr"):
+        module.training_step((torch.randn(2, 3, 32, 32), torch.tensor([0, 1])), 0)
+
+
+@pytest.mark.slow
+def test_kill_mid_epoch_then_resume(tiny_isic: Path, tmp_path: Path) -> None:
+    """kill -9 in the middle of an epoch: last.ckpt stays loadable and --resume finishes the run."""
+    run = tmp_path / "k"
+    cmd = [DERMASCAN, "train", *TINY, "--data", str(tiny_isic), "--out", str(run), "--epochs", "40",
+           "--batch-size", "4", "--image-size", "48", "--patience", "40"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not (run / "history.json").exists():
+            time.sleep(0.2)
+        assert (run / "history.json").exists(), "first epoch never finished"
+        time.sleep(0.7)  # well into the next epoch
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    ckpt = torch.load(run / "last.ckpt", map_location="cpu", weights_only=True)
+    done = ckpt["epoch"]
+    result = subprocess.run([DERMASCAN, "train", "--out", str(run), "--epochs", str(done + 2), "--resume"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = json.loads((run / "history.json").read_text())
+    assert [r["epoch"] for r in rows] == list(range(done + 2))
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_processes(tiny_isic: Path, tmp_path: Path) -> None:
+    run = tmp_path / "ddp"
+    result = subprocess.run([DERMASCAN, "train", *TINY, "--data", str(tiny_isic), "--out", str(run), "--epochs", "1",
+                             "--devices", "2", "--accelerator", "cpu"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "world_size: 2" in result.stderr or "Initializing distributed: GLOBAL_RANK: 1" in result.stderr
+    assert len(pd.read_csv(run / "history.csv")) == 1
