@@ -42,3 +42,27 @@ def write_tiny_isic(root: Path, per_class: int = 6, size: int = 40, seed: int = 
 @pytest.fixture
 def tiny_isic(tmp_path: Path) -> Path:
     return write_tiny_isic(tmp_path / "isic")
+
+
+@pytest.fixture(scope="session")
+def synth_small(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small synthetic data set (48 px), enriched in melanoma so every split has some."""
+    from dermascan.data.synthetic import SynthConfig, generate_dataset
+
+    root = tmp_path_factory.mktemp("synth") / "d"
+    priors = {"MEL": 0.3, "NV": 0.4, "BCC": 0.06, "AKIEC": 0.06, "BKL": 0.08, "DF": 0.05, "VASC": 0.05}
+    generate_dataset(root, SynthConfig(n=240, size=48, seed=5, class_priors=priors, workers=1), progress=False)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_run(synth_small: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A trained (2 epochs, 32 px) resnet18 run on ``synth_small``, shared by evaluation-side tests."""
+    from dermascan.training.config import resolve_config
+    from dermascan.training.train import train
+
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    cfg = resolve_config("cpu-demo", data=str(synth_small), out=str(out), epochs=2, image_size=32, batch_size=32,
+                         precision="32-true", val_fraction=0.3, test_fraction=0.3, seed=0)
+    train(cfg, progress=False)
+    return out

@@ -138,5 +138,57 @@ def train(
     typer.echo(f"run folder: {result.out} (best.ckpt, last.ckpt, history.csv, splits.csv, config.yaml)")
 
 
+RunOpt = Annotated[Path, typer.Option("--run", help="Run folder made by `dermascan train`.")]
+
+
+@app.command()
+def evaluate(
+    run: RunOpt,
+    out: OutOpt,
+    data: Annotated[Path | None, typer.Option(help="Dataset folder (default: the run's own).")] = None,
+    split: Annotated[str, typer.Option(help="test, val, train, or all (every image of --data).")] = "test",
+    tta: Annotated[bool, typer.Option(help="Average over flips (test-time augmentation).")] = False,
+    target_sensitivity: Annotated[float, typer.Option(help="Melanoma sensitivity the threshold targets.")] = 0.90,
+    lower_ci: Annotated[bool, typer.Option("--lower-ci", help="Require the lower 95% CI bound on validation "
+                                                               "to reach the target.")] = False,
+    recalibrate: Annotated[bool, typer.Option(help="Choose temperature and threshold again.")] = False,
+) -> None:
+    """Evaluate at argmax and at the validation-locked melanoma threshold, with 95% CIs.
+
+    Writes metrics.json, predictions.csv (ISIC 2018 submission format), plots and report.html.
+    """
+    from dermascan.data.readers import DatasetError
+    from dermascan.evaluation.evaluate import evaluate as run_evaluation
+    from dermascan.evaluation.evaluate import headline_rows
+
+    try:
+        m = run_evaluation(run, out, data=data, split=split, tta=tta, target_sensitivity=target_sensitivity,
+                           require_lower_ci=lower_ci, recalibrate=recalibrate)
+    except (ValueError, FileNotFoundError, DatasetError) as e:
+        raise _fail(str(e)) from e
+    typer.echo(f"{m['split']}: {m['n']} images, {m['melanoma']['n_pos']} melanomas; "
+               f"threshold {m['melanoma']['threshold']:.4f} (locked on validation)")
+    typer.echo(f"{'figure (95% CI)':<32} {'at threshold':<24} {'at argmax':<24}")
+    for label, t, a in headline_rows(m):
+        typer.echo(f"{label:<32} {t:<24} {a:<24}")
+    typer.echo(f"wrote {out / 'report.html'}")
+
+
+@app.command()
+def compare(
+    evals: Annotated[list[Path], typer.Argument(help="Evaluation folders (each with metrics.json).")],
+    out: Annotated[Path | None, typer.Option(help="Write comparison.csv/.json/.html here.")] = None,
+) -> None:
+    """Side-by-side table of several evaluations (baseline vs improved, CNN vs ViT)."""
+    from dermascan.evaluation.evaluate import compare as run_compare
+    from dermascan.evaluation.evaluate import format_table
+
+    try:
+        table = run_compare(evals, out)
+    except FileNotFoundError as e:
+        raise _fail(str(e)) from e
+    typer.echo(format_table(table))
+
+
 if __name__ == "__main__":
     app()

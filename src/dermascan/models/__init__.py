@@ -15,6 +15,7 @@ from dermascan.models._factory import (
     set_frozen_bn_eval,
 )
 from dermascan.models._registry import TIMM_PREFIX, ModelSpec, get_spec, list_models, register_model
+from dermascan.models.checkpoint import LoadedModel, load_checkpoint
 from dermascan.models.vit import attention_layer_names, capture_attention
 from dermascan.models.weights import (
     WeightsFileError,
@@ -25,6 +26,7 @@ from dermascan.models.weights import (
 
 __all__ = [
     "TIMM_PREFIX",
+    "LoadedModel",
     "ModelSpec",
     "WeightsFileError",
     "WeightsUnavailableError",
@@ -34,6 +36,7 @@ __all__ = [
     "freeze_modules",
     "get_spec",
     "list_models",
+    "load_checkpoint",
     "model_info",
     "read_state_dict",
     "register_model",
