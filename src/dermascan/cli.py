@@ -190,5 +190,23 @@ def compare(
     typer.echo(format_table(table))
 
 
+@app.command()
+def demo(
+    out: OutOpt = Path("demo_out"),
+    n_images: Annotated[int, typer.Option(help="Synthetic images in all.")] = 8000,
+    epochs: Annotated[int, typer.Option(help="Epochs per model.")] = 8,
+    seed: Annotated[int, typer.Option(help="Seed for data, splits and training.")] = 0,
+    quick: Annotated[bool, typer.Option(help="A tiny smoke run (about a minute), not meaningful figures.")] = False,
+) -> None:
+    """The main job on the synthetic default: data, EDA, training, evaluation, comparison, one report."""
+    from dermascan.demo import DemoConfig, run_demo
+
+    cfg = DemoConfig(n_images=n_images, epochs=epochs, seed=seed)
+    if quick:
+        cfg = DemoConfig(n_images=300, size=48, image_size=32, epochs=1, seed=seed, lower_ci=False,
+                         extra={"batch_size": 32})
+    run_demo(out, cfg, echo=typer.echo)
+
+
 if __name__ == "__main__":
     app()

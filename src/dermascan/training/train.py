@@ -26,6 +26,12 @@ from dermascan.training.module import LesionClassifier
 
 log = logging.getLogger(__name__)
 
+# Lightning's start-up chatter (GPU/TPU availability, tips) drowns the progress bar; keep its warnings.
+for _name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
+warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
+warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\)")
+
 
 @dataclass
 class RunResult:
