@@ -126,7 +126,7 @@ def run_demo(out_dir: str | Path, cfg: DemoConfig | None = None, echo: Callable[
 
 def _summary(table: Any, evals: dict[str, Path], cfg: DemoConfig) -> dict[str, Any]:
     models = []
-    for r in table.to_dict(orient="records"):
+    for r in table.astype(object).where(table.notna(), None).to_dict(orient="records"):
         entry = {"name": r["model"], "arch": r["arch"], "loss": r["loss"], "weighting": r["weighting"],
                  "decision": r["decision"], "threshold": r["threshold"]}
         for f in ("sensitivity", "specificity", "auroc", "balanced_accuracy", "specificity_at_90_sensitivity"):
