@@ -175,6 +175,61 @@ def evaluate(
 
 
 @app.command()
+def errors(
+    run: RunOpt,
+    out: OutOpt,
+    data: Annotated[Path | None, typer.Option(help="Dataset folder (default: the run's own).")] = None,
+    split: Annotated[str, typer.Option(help="test, val, train or all.")] = "test",
+    heatmaps: Annotated[bool, typer.Option(help="Show heat maps beside the missed melanomas.")] = True,
+) -> None:
+    """Missed melanomas at the operating point, by lesion size, nuisance and device -> errors.html."""
+    from dermascan.data.readers import DatasetError
+    from dermascan.evaluation.evaluate import audit_errors
+
+    try:
+        heatmap_fn = _heatmap_fn(run) if heatmaps else None
+        summary = audit_errors(run, out, data=data, split=split, heatmap_fn=heatmap_fn)
+    except (ValueError, FileNotFoundError, DatasetError) as e:
+        raise _fail(str(e)) from e
+    typer.echo(f"{summary['n_false_negatives']} missed melanoma(s) of {summary['n_melanoma']} at threshold "
+               f"{summary['threshold']:.4f}")
+    for finding in summary.get("findings", []):
+        typer.echo(f"  - {finding}")
+    typer.echo(f"wrote {out / 'errors.html'}")
+
+
+def _heatmap_fn(run: Path):
+    """Overlay of the run's heat map on an image path, for galleries (None when explain is unavailable)."""
+    try:
+        from dermascan.explain.run import explain_image
+        from dermascan.models import load_checkpoint
+    except ImportError:
+        return None
+    loaded = load_checkpoint(run / "best.ckpt")
+    return lambda path: explain_image(loaded, path, "auto")[2]
+
+
+@app.command()
+def fairness(
+    run: RunOpt,
+    out: OutOpt,
+    data: Annotated[Path | None, typer.Option(help="Dataset folder (default: the run's own).")] = None,
+    split: Annotated[str, typer.Option(help="test, val, train or all.")] = "test",
+) -> None:
+    """Melanoma sensitivity/specificity/AUROC by skin type, age, sex and site, with gaps, CIs, mitigation."""
+    from dermascan.data.readers import DatasetError
+    from dermascan.evaluation.evaluate import audit_fairness
+
+    try:
+        report = audit_fairness(run, out, data=data, split=split)
+    except (ValueError, FileNotFoundError, DatasetError) as e:
+        raise _fail(str(e)) from e
+    for sentence in report.get("summary", []):
+        typer.echo(f"- {sentence}")
+    typer.echo(f"wrote {out / 'fairness.html'}")
+
+
+@app.command()
 def compare(
     evals: Annotated[list[Path], typer.Argument(help="Evaluation folders (each with metrics.json).")],
     out: Annotated[Path | None, typer.Option(help="Write comparison.csv/.json/.html here.")] = None,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -149,6 +150,56 @@ def prediction_frame(frame: pd.DataFrame, probs: np.ndarray, threshold: float | 
         masks = out["image_id"].map(lambda i: str(mask_dir / f"{i}_segmentation.png"))
         out["mask_path"] = masks.where(masks.map(lambda p: Path(p).exists()), None)
     return out
+
+
+def split_predictions(run: Run, index: DermoscopyIndex, split: str = "test", tta: bool = False,
+                      progress: bool = False) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Calibrated per-image predictions of a run on a split, decided at its locked operating point.
+
+    Calibrates first (on the run's validation split) when the run has no ``operating_point.json``.
+
+    Returns:
+        ``(frame, operating_point)``; the frame is :func:`prediction_frame`'s.
+    """
+    point = run.operating_point()
+    if point is None:
+        train_data = run.config.get("data")
+        same = train_data and Path(train_data).resolve() == Path(index.root).resolve()
+        point = calibrate(run, index if same else read_dataset(train_data), tta=tta, progress=progress)
+    frame = select(index, run.splits if split != "all" else None, split)
+    probs = apply_temperature(predict_logits(run.loaded, frame, tta=tta, progress=progress), point["temperature"])
+    return prediction_frame(frame, probs, point["threshold"]), point
+
+
+def is_synthetic(index: DermoscopyIndex) -> bool:
+    return bool(len(index.frame)) and index.frame["image_id"].astype(str).str.startswith("SYN_").all()
+
+
+def audit_errors(run_dir: str | Path, out_dir: str | Path, data: str | Path | None = None, split: str = "test",
+                 heatmap_fn: Callable[[str], Any] | None = None, index: DermoscopyIndex | None = None,
+                 progress: bool = True) -> dict[str, Any]:
+    """Error analysis of a run at its operating point (``errors.json``, ``gallery.png``, ``errors.html``)."""
+    from dermascan.evaluation.errors import analyze_errors
+
+    run = load_run(run_dir)
+    index = index or read_dataset(data or run.config.get("data"), progress=progress)
+    frame, point = split_predictions(run, index, split, progress=progress)
+    return analyze_errors(frame, point["threshold"], out_dir, heatmap_fn=heatmap_fn)
+
+
+def audit_fairness(run_dir: str | Path, out_dir: str | Path, data: str | Path | None = None, split: str = "test",
+                   index: DermoscopyIndex | None = None, progress: bool = True) -> dict[str, Any]:
+    """Fairness audit of a run on a split; the per-group threshold mitigation is fitted on validation."""
+    from dermascan.evaluation.fairness import fairness_audit
+
+    run = load_run(run_dir)
+    index = index or read_dataset(data or run.config.get("data"), progress=progress)
+    frame, point = split_predictions(run, index, split, progress=progress)
+    calibration = None
+    if split != "val" and run.splits is not None and set(run.splits["image_id"]) <= set(index.frame["image_id"]):
+        calibration, _ = split_predictions(run, index, "val", progress=progress)
+    return fairness_audit(frame, point["threshold"], out_dir, calibration=calibration,
+                          target_sensitivity=point["target_sensitivity"], synthetic=is_synthetic(index))
 
 
 def evaluate(run_dir: str | Path, out_dir: str | Path, data: str | Path | None = None, split: str = "test",
