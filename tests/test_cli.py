@@ -33,3 +33,15 @@ def test_eda_on_a_bad_folder_fails_cleanly(tiny_isic: Path, tmp_path: Path) -> N
     assert "ISIC_0000007" in result.output and "--skip-bad" in result.output
     result = runner.invoke(app, ["eda", "--data", str(tiny_isic), "--out", str(tmp_path / "e"), "--skip-bad"])
     assert result.exit_code == 0 and "skipped 1" in result.output
+
+
+def test_explain_command(tiny_run: Path, synth_small: Path, tmp_path: Path) -> None:
+    from PIL import Image
+
+    image = sorted((synth_small / "images").iterdir())[0]
+    result = runner.invoke(app, ["explain", "--run", str(tiny_run), "--image", str(image), "--out",
+                                 str(tmp_path / "h.png")])
+    assert result.exit_code == 0, result.output
+    assert Image.open(tmp_path / "h.png").size == Image.open(image).size
+    bad = runner.invoke(app, ["explain", "--run", str(tiny_run), "--image", str(image), "--method", "rollout"])
+    assert bad.exit_code == 2 and "gradcam" in bad.output

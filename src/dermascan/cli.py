@@ -175,6 +175,33 @@ def evaluate(
 
 
 @app.command()
+def explain(
+    run: RunOpt,
+    image: Annotated[Path, typer.Option(help="Image file to explain.")],
+    out: Annotated[Path, typer.Option("--out", help="Overlay PNG to write.")] = Path("heat.png"),
+    method: Annotated[str, typer.Option(help="auto (Grad-CAM for CNNs, attention for ViTs), gradcam, attention, "
+                                             "rollout.")] = "auto",
+    class_code: Annotated[str | None, typer.Option("--class", help="Class to explain (Grad-CAM); default: the "
+                                                                     "predicted one.")] = None,
+) -> None:
+    """Heat map of what drove the model's answer for one image, as an overlay PNG."""
+    from dermascan.data.io import ImageError
+    from dermascan.explain.run import write_explanation
+    from dermascan.models import load_checkpoint
+    from dermascan.taxonomy import CLASSES, class_index
+
+    try:
+        loaded = load_checkpoint(run / "best.ckpt")
+        k = class_index(class_code) if class_code else None
+        result = write_explanation(loaded, image, out, method=method, class_index=k)
+    except (ValueError, FileNotFoundError, ImageError) as e:
+        raise _fail(str(e)) from e
+    top = int(result.probs.argmax())
+    typer.echo(f"{image.name}: {CLASSES[top]} {result.probs[top]:.3f}, p(MEL) {result.probs[0]:.3f} "
+               f"(uncalibrated); wrote {out}")
+
+
+@app.command()
 def errors(
     run: RunOpt,
     out: OutOpt,

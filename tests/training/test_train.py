@@ -45,6 +45,8 @@ def test_train_then_resume_through_the_cli(tiny_isic: Path, tmp_path: Path) -> N
         assert ckpt["hyper_parameters"]["classes"][0] == "MEL"
     assert (run / "config.yaml").exists()
 
+    assert torch.load(run / "last.ckpt", map_location="cpu", weights_only=True)["epoch"] == 1  # every epoch
+
     out = _train("--out", str(run), "--epochs", "3", "--resume")
     assert "trained 3 epoch" in out
     rows = json.loads((run / "history.json").read_text())
@@ -130,9 +132,9 @@ def test_kill_mid_epoch_then_resume(tiny_isic: Path, tmp_path: Path) -> None:
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not (run / "history.json").exists():
+        while time.monotonic() < deadline and not (run / "last.ckpt").exists():
             time.sleep(0.2)
-        assert (run / "history.json").exists(), "first epoch never finished"
+        assert (run / "last.ckpt").exists(), "first epoch never finished"
         time.sleep(0.7)  # well into the next epoch
     finally:
         os.killpg(proc.pid, signal.SIGKILL)

@@ -109,10 +109,15 @@ def train(config: TrainConfig, resume: bool = False, index: DermoscopyIndex | No
     module = LesionClassifier(model, loss_fn, config, meta)
 
     best = ModelCheckpoint(dirpath=out, filename="best", monitor="val_selection", mode="max", save_top_k=1,
-                           save_last=True, enable_version_counter=False, auto_insert_metric_name=False)
+                           enable_version_counter=False, auto_insert_metric_name=False)
+    # A second, unmonitored checkpoint rewritten every epoch: Lightning's save_last only writes "last" when the
+    # monitored one improves, which would make --resume lose every epoch since the last improvement.
+    last_ckpt = ModelCheckpoint(dirpath=out, filename="last", monitor=None, save_top_k=1, every_n_epochs=1,
+                                enable_version_counter=False, auto_insert_metric_name=False)
     callbacks = [
         *(callbacks or []),
         best,
+        last_ckpt,
         EarlyStopping(monitor="val_selection", mode="max", patience=config.patience),
         HistoryWriter(out),
     ]

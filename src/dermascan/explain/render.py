@@ -1,0 +1,208 @@
+"""Turn raw heat maps into an overlay on the patient's image. numpy + PIL only, never torch.
+
+The serving process of an ONNX bundle never imports torch (it would add ~700 MiB and a second), so this
+module is the whole rendering path: the ONNX graph returns raw maps (``heatmap_model``), and everything after
+that happens here. matplotlib is not imported either: the colour map is a built-in 256-entry Turbo table.
+
+Geometry: the model sees a centre crop of the resized image (``Preprocessing``: shorter side resized to
+``resize_size``, then an ``input_size`` square centre crop). A heat map describes that square only, so
+:func:`heatmap_on_image` maps it back onto the crop's region of the *original* image (:func:`crop_box_for`)
+and leaves the cropped-out margin at zero; :func:`overlay` with ``box=`` leaves that margin uncoloured, so a
+clinician sees which parts of the photo the model did not look at.
+
+Serving recipe (``maps`` is the second output of an exported ``heatmap_model``, one image)::
+
+    heat, box = heatmap_on_image(maps[0], class_index, image.size, preprocessing)  # (H, W) in [0, 1]
+    attention_map = to_png_base64(overlay(image, heat, alpha=0.45, box=box))
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import numpy as np
+from PIL import Image
+
+from dermascan.config import Preprocessing
+
+#: ``(left, top, right, bottom)`` in pixels of the original image, PIL's box convention.
+Box = tuple[int, int, int, int]
+
+
+# Google's Turbo colour map (Mikhailov, 2019) at 17 evenly spaced anchors (matplotlib's table, rounded to
+# uint8); linear interpolation between them stays within 8/255 of the full table. Perceptually ordered,
+# without the dark low end of inferno that would hide the skin underneath.
+_TURBO_ANCHORS = (
+    (48, 18, 59), (64, 64, 162), (70, 107, 227), (66, 148, 255), (40, 188, 235), (24, 221, 194),
+    (50, 242, 152), (109, 254, 98), (164, 252, 60), (205, 236, 52), (238, 207, 58), (253, 172, 52),
+    (251, 126, 33), (235, 80, 14), (208, 47, 5), (169, 22, 1), (122, 4, 3),
+)
+
+
+def _turbo_lut() -> np.ndarray:
+    anchors = np.asarray(_TURBO_ANCHORS, dtype=np.float64)  # (17, 3)
+    xs = np.linspace(0.0, 1.0, len(anchors))
+    x = np.linspace(0.0, 1.0, 256)
+    rgb = np.stack([np.interp(x, xs, anchors[:, c]) for c in range(3)], axis=1)  # (256, 3)
+    return np.round(rgb).astype(np.uint8)
+
+
+#: ``(256, 3)`` uint8 Turbo colour table; index ``round(heat * 255)``.
+TURBO: np.ndarray = _turbo_lut()
+
+
+def normalize_map(m: np.ndarray) -> np.ndarray:
+    """ReLU, then min-max scale to ``[0, 1]``. A flat map (no evidence anywhere) becomes zeros, never NaN."""
+    m = np.maximum(np.asarray(m, dtype=np.float32), 0.0)
+    lo, hi = float(m.min()), float(m.max())
+    if not np.isfinite(lo) or not np.isfinite(hi) or hi - lo <= 1e-12 * max(1.0, abs(hi)):
+        return np.zeros_like(m, dtype=np.float32)
+    return ((m - lo) / (hi - lo)).astype(np.float32)
+
+
+def heatmap_from_maps(maps: np.ndarray, class_index: int, out_size: tuple[int, int]) -> np.ndarray:
+    """Pick the map of ``class_index``, ReLU, min-max normalise and resize it bilinearly.
+
+    Args:
+        maps: ``(M, h, w)`` raw maps of one image (``heatmap_model``'s second output without the batch
+            axis): ``M = K`` CAMs of a CNN or ``M = 1`` attention map of a ViT. ``(h, w)`` is accepted as
+            ``M = 1``.
+        class_index: which class's map; ignored when ``M == 1`` (an attention map is class-agnostic).
+        out_size: ``(width, height)`` of the result, PIL's order.
+
+    Returns:
+        ``(height, width)`` float32 heat in ``[0, 1]``.
+
+    Raises:
+        ValueError: wrong shape, or ``class_index`` out of range for ``M > 1``.
+    """
+    maps = np.asarray(maps)
+    if maps.ndim == 2:
+        maps = maps[None]  # (1, h, w)
+    if maps.ndim != 3:
+        raise ValueError(f"maps must be (M, h, w) for one image, got shape {maps.shape}")
+    if maps.shape[0] == 1:
+        m = maps[0]
+    elif 0 <= class_index < maps.shape[0]:
+        m = maps[class_index]
+    else:
+        raise ValueError(f"class_index {class_index} out of range for {maps.shape[0]} maps")
+    heat = normalize_map(m)  # (h, w)
+    width, height = int(out_size[0]), int(out_size[1])
+    if width < 1 or height < 1:
+        raise ValueError(f"out_size must be positive (width, height), got {out_size}")
+    resized = Image.fromarray(heat).resize((width, height), Image.Resampling.BILINEAR)
+    return np.clip(np.asarray(resized, dtype=np.float32), 0.0, 1.0)
+
+
+def resized_size(image_size: tuple[int, int], resize_size: int) -> tuple[int, int]:
+    """``(width, height)`` after torchvision's ``Resize(resize_size)``: shorter side to ``resize_size``."""
+    w, h = int(image_size[0]), int(image_size[1])
+    short, long = (w, h) if w <= h else (h, w)
+    new_long = int(resize_size * long / short)  # torchvision truncates, it does not round
+    return (resize_size, new_long) if w <= h else (new_long, resize_size)
+
+
+def crop_box_for(image_size: tuple[int, int], preprocessing: Preprocessing) -> Box:
+    """Where the model's centre crop lies in the original image.
+
+    Mirrors the eval transform: torchvision ``Resize(resize_size)`` (shorter side to ``resize_size``, longer
+    side ``int(resize_size * long / short)``), then ``CenterCrop(input_size)`` (offset
+    ``round((side - input_size) / 2)``), mapped back by the resize scale.
+
+    Args:
+        image_size: ``(width, height)`` of the original image.
+        preprocessing: the model's eval preprocessing.
+
+    Returns:
+        ``(left, top, right, bottom)`` in original pixels, clipped to the image.
+    """
+    w, h = int(image_size[0]), int(image_size[1])
+    s = int(preprocessing.input_size)
+    rw, rh = resized_size((w, h), int(preprocessing.resize_size))
+    left = round((rw - s) / 2.0)
+    top = round((rh - s) / 2.0)
+    sx, sy = w / rw, h / rh
+    box = (round(left * sx), round(top * sy), round((left + s) * sx), round((top + s) * sy))
+    return (max(0, box[0]), max(0, box[1]), min(w, box[2]), min(h, box[3]))
+
+
+def heatmap_on_image(
+    maps: np.ndarray, class_index: int, image_size: tuple[int, int], preprocessing: Preprocessing
+) -> tuple[np.ndarray, Box]:
+    """A heat map over the whole original image: the crop region carries the map, the margin is zero.
+
+    Args:
+        maps: ``(M, h, w)`` raw maps of one image (see :func:`heatmap_from_maps`).
+        class_index: class to show when ``M > 1``.
+        image_size: ``(width, height)`` of the original image.
+        preprocessing: the model's eval preprocessing (which crop the model saw).
+
+    Returns:
+        ``(heat, box)``: ``(height, width)`` float32 in ``[0, 1]`` and the crop box (pass it to
+        :func:`overlay` to leave the margin uncoloured).
+    """
+    box = crop_box_for(image_size, preprocessing)
+    left, top, right, bottom = box
+    heat = np.zeros((int(image_size[1]), int(image_size[0])), dtype=np.float32)  # (H, W)
+    heat[top:bottom, left:right] = heatmap_from_maps(maps, class_index, (right - left, bottom - top))
+    return heat, box
+
+
+def colorize(heat: np.ndarray) -> np.ndarray:
+    """``(H, W)`` heat in ``[0, 1]`` -> ``(H, W, 3)`` uint8 Turbo colours."""
+    idx = np.round(np.clip(np.nan_to_num(heat, nan=0.0), 0.0, 1.0) * 255.0).astype(np.intp)
+    return TURBO[idx]
+
+
+def overlay(image: Image.Image, heat: np.ndarray, alpha: float = 0.45, box: Box | None = None) -> Image.Image:
+    """Blend the colour-mapped heat over the image: ``(1 - alpha) * image + alpha * turbo(heat)``.
+
+    Args:
+        image: the image the heat map covers (converted to RGB).
+        heat: ``(H, W)`` in ``[0, 1]``, the image's size (resized bilinearly if not).
+        alpha: opacity of the colour layer, in ``[0, 1]``.
+        box: colour only inside this ``(left, top, right, bottom)`` region (the model's crop, from
+            :func:`heatmap_on_image`); ``None`` colours the whole image.
+
+    Returns:
+        A new RGB image of the same size.
+    """
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    rgb = np.asarray(image.convert("RGB"), dtype=np.float32)  # (H, W, 3)
+    heat = np.asarray(heat, dtype=np.float32)
+    if heat.shape != rgb.shape[:2]:
+        heat = np.asarray(
+            Image.fromarray(heat).resize(image.size, Image.Resampling.BILINEAR), dtype=np.float32
+        )
+    colour = colorize(heat).astype(np.float32)  # (H, W, 3)
+    weight = np.full(rgb.shape[:2], alpha, dtype=np.float32)  # (H, W)
+    if box is not None:
+        inside = np.zeros_like(weight)
+        inside[box[1] : box[3], box[0] : box[2]] = 1.0
+        weight *= inside
+    out = rgb * (1.0 - weight[..., None]) + colour * weight[..., None]
+    return Image.fromarray(np.clip(np.round(out), 0, 255).astype(np.uint8))
+
+
+def to_png_base64(img: Image.Image) -> str:
+    """PNG-encode an image as base64 ASCII (the API's ``attention_map`` field)."""
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", optimize=False)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+__all__ = [
+    "TURBO",
+    "Box",
+    "colorize",
+    "crop_box_for",
+    "heatmap_from_maps",
+    "heatmap_on_image",
+    "normalize_map",
+    "overlay",
+    "resized_size",
+    "to_png_base64",
+]
