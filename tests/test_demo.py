@@ -25,3 +25,9 @@ def test_demo_writes_summary_and_index(tmp_path: Path) -> None:
     page = (tmp_path / "demo" / "index.html").read_text()
     assert "eval/cnn_ce/report.html" in page and "eda/eda.html" in page
     assert any("decision" in line for line in lines)  # the comparison table is printed
+    assert saved["winner"] in ("cnn_ce", "cnn_focal_sqrt")
+    sanity = json.loads((tmp_path / "demo" / "heatmaps" / "sanity.json").read_text())
+    assert 0 <= sanity["cnn_focal_sqrt"]["gradcam"]["energy_in_mask"] <= 1
+    assert (tmp_path / "demo" / "heatmaps" / "cnn_focal_sqrt.png").exists()
+    for path in ("errors/errors.html", "errors/gallery.png", "fairness/fairness.json", "fairness/fairness.html"):
+        assert (tmp_path / "demo" / path).exists(), path

@@ -84,7 +84,7 @@ def run_demo(out_dir: str | Path, cfg: DemoConfig | None = None, echo: Callable[
     from dermascan.data.eda import run_eda
     from dermascan.data.readers import read_dataset
     from dermascan.data.synthetic import SynthConfig, generate_dataset
-    from dermascan.evaluation.evaluate import compare, evaluate, format_table
+    from dermascan.evaluation.evaluate import audit_errors, audit_fairness, compare, evaluate, format_table
     from dermascan.training.config import resolve_config
     from dermascan.training.train import train
 
@@ -116,12 +116,74 @@ def run_demo(out_dir: str | Path, cfg: DemoConfig | None = None, echo: Callable[
     table = compare(list(evals.values()), out)
     echo("\n" + format_table(table))
     summary = _summary(table, evals, cfg)
+    winner = _pick_winner(evals)
+    summary["winner"] = winner
+    echo(f"\nproduction candidate (best validation specificity at the locked threshold): {winner}")
+    summary["heatmaps"] = steps.run("heat maps", lambda: _heatmaps(out, evals, index))
+    steps.run("error analysis", lambda: audit_errors(out / "runs" / winner, out / "errors", index=index,
+                                                     heatmap_fn=_overlay_fn(out / "runs" / winner), progress=False))
+    steps.run("fairness audit", lambda: audit_fairness(out / "runs" / winner, out / "fairness", index=index,
+                                                       progress=False))
     summary["timings_s"] = steps.timings
     summary["total_s"] = round(time.perf_counter() - start, 1)
     _io.write_json(out / "summary.json", summary)
     _write_index(out, summary, evals)
     echo(f"\n{_verdict(summary)}\nwrote {out / 'index.html'} ({summary['total_s']:.0f} s)")
     return summary
+
+
+def _pick_winner(evals: dict[str, Path]) -> str:
+    """The variant to deploy, chosen on validation only: the best specificity at its locked threshold."""
+    def val_spec(name: str) -> float:
+        m = json.loads((evals[name] / "metrics.json").read_text())
+        return m["operating_point"]["validation"]["specificity"]["value"] or 0.0
+
+    return max(evals, key=val_spec)
+
+
+def _overlay_fn(run_dir: Path) -> Callable[[str], Any]:
+    from dermascan.explain.run import explain_image
+    from dermascan.models import load_checkpoint
+
+    loaded = load_checkpoint(run_dir / "best.ckpt")
+    return lambda path: explain_image(loaded, path, "auto").overlay
+
+
+def _heatmaps(out: Path, evals: dict[str, Path], index: Any, n_gallery: int = 6, n_sanity: int = 120) -> dict:
+    """Heat-map galleries and sanity figures (energy in the lesion mask; model randomisation) per architecture."""
+    import numpy as np
+    import pandas as pd
+    from PIL import Image
+
+    from dermascan.explain.run import explain_image
+    from dermascan.explain.sanity import prepare_pairs, sanity_report
+    from dermascan.models import load_checkpoint
+
+    folder = out / "heatmaps"
+    folder.mkdir(parents=True, exist_ok=True)
+    results: dict[str, Any] = {}
+    for name in {m: None for m in ("cnn_focal_sqrt", "vit_focal_sqrt") if m in evals} or list(evals)[:1]:
+        loaded = load_checkpoint(out / "runs" / name / "best.ckpt")
+        detail = pd.read_csv(evals[name] / "predictions_detail.csv")
+        with_masks = detail[detail["mask_path"].notna()] if "mask_path" in detail else detail.iloc[:0]
+        mel = with_masks[with_masks["dx"] == "MEL"].head(n_gallery // 2)
+        rest = with_masks[with_masks["dx"] != "MEL"].head(n_gallery - len(mel))
+        tiles = []
+        for row in pd.concat([mel, rest]).itertuples():
+            image = Image.open(row.path).convert("RGB")
+            ex = explain_image(loaded, image, "auto")
+            tiles.append(np.concatenate([np.asarray(image), np.asarray(ex.overlay)], axis=1))
+        if tiles:
+            Image.fromarray(np.concatenate(tiles, axis=0)).save(folder / f"{name}.png")
+        sample = with_masks.sample(min(n_sanity, len(with_masks)), random_state=0)
+        if len(sample):
+            images = [Image.open(p).convert("RGB") for p in sample["path"]]
+            masks = [np.asarray(Image.open(p)) for p in sample["mask_path"]]
+            x, m = prepare_pairs(images, masks, loaded.preprocessing)
+            methods = ["gradcam"] if name.startswith("cnn") else ["attention", "rollout"]
+            results[name] = {meth: sanity_report(loaded.model, x, m, meth) for meth in methods}
+    _io.write_json(folder / "sanity.json", results)
+    return results
 
 
 def _summary(table: Any, evals: dict[str, Path], cfg: DemoConfig) -> dict[str, Any]:
@@ -151,6 +213,20 @@ def _verdict(summary: dict[str, Any]) -> str:
     return "No variant meets the clinical bar (sensitivity >= 0.90 with specificity >= 0.85) on this run."
 
 
+def _heatmap_html(out: Path, sanity: dict[str, Any]) -> str:
+    h = _html
+    rows = [(name, method, r["energy_in_mask"], r["uniform_share"], r["energy_ratio"], r["randomization_spearman"])
+            for name, per in sanity.items() for method, r in per.items()]
+    gallery = "".join(f"<h3>{p.stem}</h3>" + h.image(p.relative_to(out), f"heat maps of {p.stem}")
+                      for p in sorted((out / "heatmaps").glob("*.png")))
+    return (h.paragraph("Sanity checks on test images with lesion masks: the share of heat-map energy inside the "
+                        "lesion against a uniform map's share (the lesion's area fraction), and the rank "
+                        "correlation between the trained model's map and a randomly re-initialised model's "
+                        "(well below 1 means the map depends on what the model learned).")
+            + h.table(["model", "method", "energy in mask", "uniform share", "ratio", "Spearman vs random"], rows)
+            + gallery)
+
+
 def _write_index(out: Path, summary: dict[str, Any], evals: dict[str, Path]) -> Path:
     sec, h = _html.Section, _html
 
@@ -170,7 +246,11 @@ def _write_index(out: Path, summary: dict[str, Any], evals: dict[str, Path]) -> 
                           "AUROC and balanced accuracy. Thresholds were chosen on the validation split and applied "
                           "unchanged to the test split.")),
         sec("Data", '<p><a href="eda/eda.html">Exploratory data analysis</a></p>' + h.image("eda/samples.png")),
-        sec("Evaluation reports", f"<ul>{links}</ul>"),
+        sec("Evaluation reports", f"<ul>{links}</ul>"
+            + h.paragraph(f"Production candidate, chosen on validation only: {summary.get('winner')}.")),
+        sec("Heat maps", _heatmap_html(out, summary.get("heatmaps", {}))),
+        sec("Error analysis and fairness", '<ul><li><a href="errors/errors.html">Missed melanomas</a></li>'
+            '<li><a href="fairness/fairness.html">Fairness audit</a></li></ul>'),
         sec("Timings", h.table(["step", "seconds"], list(summary["timings_s"].items()))),
     ]
     return _html.write_page(out / "index.html", "DermaScan demo", sections,
