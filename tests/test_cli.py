@@ -45,3 +45,19 @@ def test_explain_command(tiny_run: Path, synth_small: Path, tmp_path: Path) -> N
     assert Image.open(tmp_path / "h.png").size == Image.open(image).size
     bad = runner.invoke(app, ["explain", "--run", str(tiny_run), "--image", str(image), "--method", "rollout"])
     assert bad.exit_code == 2 and "gradcam" in bad.output
+
+
+def test_synth_twice_is_byte_identical(tmp_path: Path) -> None:
+    import hashlib
+
+    def digest(root: Path) -> dict[str, str]:
+        return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+                for p in sorted(root.rglob("*")) if p.is_file()}
+
+    for name in ("a", "b"):
+        result = runner.invoke(app, ["synth", "--out", str(tmp_path / name), "--n", "40", "--size", "48", "--seed",
+                                     "3", "--workers", "1"])
+        assert result.exit_code == 0, result.output
+    assert digest(tmp_path / "a") == digest(tmp_path / "b") and len(digest(tmp_path / "a")) == 2 * 40 + 2
+    again = runner.invoke(app, ["synth", "--out", str(tmp_path / "a"), "--n", "4", "--size", "48"])
+    assert again.exit_code == 2 and "--overwrite" in again.output

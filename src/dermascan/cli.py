@@ -41,16 +41,22 @@ def synth(
         list[str] | None, typer.Option(help="Force dermoscope profile(s), e.g. a new device for drift tests.")
     ] = None,
     workers: Annotated[int, typer.Option(help="Worker processes (0 = all cores).")] = 0,
+    feature_overlap: Annotated[float | None, typer.Option(help="How much class features overlap (difficulty).")]
+    = None,
+    nuisance_rate: Annotated[float | None, typer.Option(help="Scale on hair/ruler/ink/bubble/... rates.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace a non-empty --out folder.")] = False,
 ) -> None:
-    """Write a synthetic dermoscopy data set in the ISIC 2018 Task 3 layout."""
+    """Write a synthetic dermoscopy data set in the ISIC 2018 Task 3 layout (see docs/synthetic.md)."""
     from dermascan.data.synthetic import SynthConfig, generate_dataset
 
+    kwargs: dict = {"dermoscopes": tuple(dermoscope)} if dermoscope else {}
+    kwargs.update({k: v for k, v in (("feature_overlap", feature_overlap), ("nuisance_rate", nuisance_rate))
+                   if v is not None})
     try:
-        kwargs = {"dermoscopes": tuple(dermoscope)} if dermoscope else {}
         cfg = SynthConfig(n=n, size=size, seed=seed, workers=workers, **kwargs)
-    except ValueError as e:
-        raise _fail(str(e)) from e
-    meta = generate_dataset(out, cfg)
+        meta = generate_dataset(out, cfg, overwrite=overwrite)
+    except (ValueError, FileExistsError) as e:
+        raise _fail(f"{e}" + (" (pass --overwrite to replace it)" if isinstance(e, FileExistsError) else "")) from e
     counts = meta["dx"].str.upper().value_counts().to_dict()
     typer.echo(f"wrote {len(meta)} images to {out}: {counts}")
 
