@@ -1,0 +1,559 @@
+"""``dermascan bench``: end-to-end latency, throughput and memory of a bundle on every runtime present.
+
+Every figure comes from the :class:`~dermascan.inference.Predictor` (no second inference path): an encoded
+JPEG goes in, probabilities and the heat map come out, and the Predictor's own per-image stage timings
+(``time.perf_counter``) are collected: decode, preprocess, inference (runtime + calibration + decision),
+heat map (rendered over the original image) and total. At batch 1 these are the latency a clinic sees; p50,
+p95 and p99 over ``repeats`` runs after ``warmup`` runs. Throughput is images per second through
+``predict`` at larger batches (decoding in 2 threads, as ``dermascan predict`` does).
+
+Runtimes are given as ``runtime[:precision]``: ``torch`` (eager fp32: the reference), ``torch:bf16``,
+``torch-compile``, ``onnxruntime``, ``openvino``, ``openvino:bf16``, ``torchscript``. The reference (eager
+PyTorch fp32 on the bundle's own weights) is always measured in the same run, and every runtime's speed-up
+is the reference's p50 total latency over its own: only the runtime differs between the two, the decoding,
+preprocessing and rendering code is the same.
+
+Peak memory, measured fairly: each runtime runs in its own fresh Python process (``isolate=True``, the
+default), one after the other so they never compete for the cores. The worker reads its peak resident set
+(``VmHWM`` in ``/proc/self/status``) at the end; it includes the interpreter, numpy/PIL, the runtime's
+libraries, the model and the activations, which is what a serving process of that runtime costs. Workers for
+ONNX Runtime and OpenVINO never import torch (recorded as ``torch_imported``), as in serving. With
+``isolate=False`` all runtimes share this process and the memory figure is only an upper bound.
+
+Benchmarks print figures; tests assert behaviour, never timings.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+#: Runtimes measured by default (those not present, or not able to run the bundle, are skipped).
+DEFAULT_SPECS = ("torch", "torch:bf16", "onnxruntime", "openvino", "openvino:bf16")
+#: The reference every speed-up is relative to: eager PyTorch, fp32.
+REFERENCE = "torch"
+STAGES = ("decode", "preprocess", "inference", "heatmap", "total")
+
+
+# ---------------------------------------------------------------------------------------------- inputs
+
+
+def synthetic_jpeg(width: int = 1024, height: int = 768, seed: int = 0, quality: int = 90) -> bytes:
+    """A smooth, skin-coloured JPEG with a dark blob, ``width x height``: realistic to decode (noise-free
+    photos compress like this), no data needed."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    cx, cy = width * (0.45 + 0.1 * rng.random()), height * (0.45 + 0.1 * rng.random())
+    r = np.hypot((xx - cx) / (0.22 * width), (yy - cy) / (0.25 * height))
+    lesion = np.clip(1.2 - r, 0, 1)[..., None]  # (H, W, 1)
+    skin = np.array([224, 172, 150], np.float32)
+    mole = np.array([92, 56, 40], np.float32)
+    img = skin * (1 - lesion) + mole * lesion + rng.normal(0, 6, (height, width, 1)).astype(np.float32)
+    buf = io.BytesIO()
+    Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def random_run(out_dir: str | os.PathLike[str], arch: str, image_size: int | None = None, seed: int = 0) -> Path:
+    """A run folder with a random-weight checkpoint of ``arch`` (``best.ckpt``), for timing and tests.
+
+    The head is re-drawn when it is all zeros (torchvision ViTs start with a zero head, whose constant
+    logits would make parity and heat maps meaningless).
+
+    Returns:
+        The run folder.
+    """
+    import torch
+
+    from dermascan.models import create_model, model_info
+    from dermascan.taxonomy import CLASSES
+
+    torch.manual_seed(seed)
+    model = create_model(arch, weights="none", image_size=image_size).eval()
+    head = model.get_submodule(model_info(arch)["classifier"])
+    if not bool(head.weight.abs().sum()):
+        torch.nn.init.normal_(head.weight, std=0.5)
+        torch.nn.init.normal_(head.bias, std=0.1)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt = {
+        "state_dict": {f"model.{k}": v for k, v in model.state_dict().items()},
+        "hyper_parameters": {
+            "arch": arch,
+            "classes": list(CLASSES),
+            "preprocessing": model.preprocessing.to_dict(),
+            "config": {"arch": arch, "weights": "none", "image_size": model.preprocessing.input_size},
+            "data_fingerprint": None,
+        },
+    }
+    torch.save(ckpt, out / "best.ckpt")
+    return out
+
+
+#: The operating point :func:`random_bundle` writes by default (a plausible one: T > 1, a low threshold).
+DEMO_OPERATING_POINT: dict[str, Any] = {
+    "temperature": 1.5,
+    "threshold": 0.2,
+    "target_sensitivity": 0.9,
+    "criterion": "point",
+    "risk_bands": {"moderate": 0.07, "high": 0.2},
+    "selected_on": "val",
+    "validation": {},
+}
+
+
+def random_bundle(
+    out_dir: str | os.PathLike[str],
+    arch: str,
+    image_size: int | None = None,
+    fmt: str = "onnx",
+    precision: str = "fp32",
+    heatmap: bool = True,
+    operating_point: dict[str, Any] | None = DEMO_OPERATING_POINT,
+    parity_runtimes: Sequence[str] | None = None,
+    reuse: bool = False,
+    seed: int = 0,
+) -> Path:
+    """A random-weight run exported to a bundle: ``out_dir/run`` and ``out_dir/bundle``.
+
+    For timing (``benchmarks/``) and tests: the same export path as a trained run, parity checked on a few
+    synthetic images.
+
+    Args:
+        out_dir: folder for the run and the bundle.
+        arch: registry architecture.
+        image_size: input side (default: the architecture's).
+        fmt: ``onnx`` or ``torchscript``.
+        precision: ``fp32``, ``fp16`` or ``bf16``.
+        heatmap: export the heat-map output.
+        operating_point: written as the run's ``operating_point.json`` (``None``: an uncalibrated run).
+        parity_runtimes: runtimes checked at export (``None``: all present).
+        reuse: return the bundle already in ``out_dir`` instead of exporting again.
+        seed: weight seed.
+
+    Returns:
+        The bundle folder.
+    """
+    from dermascan.export import export_bundle
+
+    out = Path(out_dir)
+    bundle = out / "bundle"
+    if reuse and (bundle / "manifest.json").is_file():
+        return bundle
+    run = random_run(out / "run", arch, image_size, seed)
+    if operating_point is not None:
+        (run / "operating_point.json").write_text(json.dumps(operating_point))
+    images = [synthetic_jpeg(96 + 24 * i, 72 + 8 * i, seed=i) for i in range(4)]
+    return export_bundle(run, bundle, fmt=fmt, precision=precision, parity_images=images, heatmap=heatmap,
+                         parity_runtimes=list(parity_runtimes) if parity_runtimes is not None else None,
+                         overwrite=True)
+
+
+# ------------------------------------------------------------------------------------------ statistics
+
+
+def percentiles(values: Sequence[float]) -> dict[str, float]:
+    """p50, p95, p99, mean and min of a list of milliseconds."""
+    a = np.asarray(values, dtype=np.float64)
+    if a.size == 0:
+        return {"p50": float("nan"), "p95": float("nan"), "p99": float("nan"), "mean": float("nan"),
+                "min": float("nan")}
+    p50, p95, p99 = np.percentile(a, [50, 95, 99])
+    return {"p50": float(p50), "p95": float(p95), "p99": float(p99), "mean": float(a.mean()), "min": float(a.min())}
+
+
+def peak_rss_mib() -> float:
+    """Peak resident set size of this process (``VmHWM``), MiB."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    import resource  # not Linux: ru_maxrss (kB on Linux, bytes on macOS)
+
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024
+
+
+def current_rss_mib() -> float:
+    """Resident set size now (``VmRSS``), MiB; NaN where ``/proc`` is missing."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+def parse_spec(spec: str) -> tuple[str, str | None]:
+    """``"openvino:bf16"`` -> ``("openvino", "bf16")``; ``"torch"`` -> ``("torch", None)``."""
+    runtime, _, precision = spec.partition(":")
+    from dermascan.inference.bundle import PRECISIONS
+    from dermascan.inference.runtimes import RUNTIMES
+
+    if runtime not in RUNTIMES or (precision and precision not in PRECISIONS):
+        raise ValueError(f"bad runtime spec {spec!r}: use runtime[:precision], runtime in {RUNTIMES}, "
+                         f"precision in {PRECISIONS}")
+    return runtime, precision or None
+
+
+# ------------------------------------------------------------------------------------------- measuring
+
+
+def measure(bundle_dir: str | os.PathLike[str], spec: str, image: bytes, repeats: int = 30, warmup: int = 3,
+            batch_sizes: Sequence[int] = (8, 16), heatmap: bool = True, throughput_repeats: int = 3,
+            threads: int | None = None) -> dict[str, Any]:
+    """Measure one runtime in this process (the worker of :func:`run_benchmark`)."""
+    from dermascan.inference import Predictor
+
+    runtime, precision = parse_spec(spec)
+    load_before = _loadavg()
+    rss_start = current_rss_mib()
+    t0 = time.perf_counter()
+    predictor = Predictor.from_path(bundle_dir, runtime=runtime, precision=precision, threads=threads,
+                                    batch_size=max([1, *batch_sizes]))
+    load_s = time.perf_counter() - t0
+    heatmap = heatmap and predictor.heatmap_kind is not None
+    first = time.perf_counter()
+    predictor.predict([image], heatmap=heatmap)
+    first_ms = (time.perf_counter() - first) * 1e3
+    for _ in range(max(0, warmup - 1)):
+        predictor.predict([image], heatmap=heatmap)
+    stages: dict[str, list[float]] = {s: [] for s in STAGES}
+    wall: list[float] = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        (result,) = predictor.predict([image], heatmap=heatmap)
+        wall.append((time.perf_counter() - t) * 1e3)
+        if not hasattr(result, "timings_ms"):
+            raise RuntimeError(f"benchmark image failed: {result}")
+        for s in STAGES:
+            stages[s].append(result.timings_ms.get(s, 0.0))
+    throughput = {}
+    for b in batch_sizes:
+        batch = [image] * b
+        predictor.predict(batch, heatmap=heatmap)  # warm the runtime at this batch size
+        times = []
+        for _ in range(throughput_repeats):
+            t = time.perf_counter()
+            predictor.predict(batch, heatmap=heatmap)
+            times.append(time.perf_counter() - t)
+        throughput[str(b)] = b / float(np.median(times))
+    return {
+        "spec": spec,
+        **predictor.backend.describe(),
+        "heatmap": heatmap,
+        "load_s": load_s,
+        "first_call_ms": first_ms,
+        "latency_ms": {s: percentiles(v) for s, v in stages.items()},
+        "wall_ms": percentiles(wall),
+        "throughput_img_s": throughput,
+        "rss_start_mib": rss_start,
+        "peak_rss_mib": peak_rss_mib(),
+        "torch_imported": "torch" in sys.modules,
+        "repeats": repeats,
+        # 1-minute load average before and after: above the core count, other processes competed for the CPU.
+        "loadavg": [load_before, _loadavg()],
+    }
+
+
+def _loadavg() -> float:
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return float("nan")
+
+
+def _measure_isolated(bundle_dir: Path, spec: str, image_path: Path, kwargs: dict[str, Any],
+                      timeout: float) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "result.json"
+        args = {"bundle": str(bundle_dir), "spec": spec, "image": str(image_path), "out": str(out), **kwargs}
+        proc = subprocess.run([sys.executable, "-m", "dermascan.export.benchmark", "--worker", json.dumps(args)],
+                              capture_output=True, text=True, timeout=timeout, check=False)
+        if proc.returncode != 0 or not out.is_file():
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+            return {"spec": spec, "error": f"worker exited with {proc.returncode}: {' | '.join(tail)}"}
+        return json.loads(out.read_text())
+
+
+def interleaved_latency(bundle_dir: str | os.PathLike[str], specs: Sequence[str], image: bytes, repeats: int = 30,
+                        warmup: int = 3, heatmap: bool = True) -> dict[str, Any]:
+    """Single-image latency of several runtimes loaded side by side in this process and called in turn.
+
+    On a shared machine the load drifts between the isolated runs of :func:`run_benchmark`; calling the
+    runtimes round-robin (A, B, C, A, B, C ...) exposes them all to the same drift, so their *ratios* are
+    reliable even when the absolute figures are not. Memory is not measured here.
+
+    Returns:
+        ``{"results": {spec: latency_ms[stage][p50|p95|p99|mean|min]}, "speedup_p50": {spec: ref / spec},
+        "loadavg": [before, after]}`` (speed-ups relative to :data:`REFERENCE` when it is among ``specs``).
+    """
+    from dermascan.inference import Predictor
+
+    load_before = _loadavg()
+    predictors = {}
+    for spec in specs:
+        runtime, precision = parse_spec(spec)
+        predictors[spec] = Predictor.from_path(bundle_dir, runtime=runtime, precision=precision)
+    heatmap = heatmap and all(p.heatmap_kind is not None for p in predictors.values())
+    for p in predictors.values():
+        for _ in range(warmup):
+            p.predict([image], heatmap=heatmap)
+    stages: dict[str, dict[str, list[float]]] = {spec: {s: [] for s in STAGES} for spec in specs}
+    for _ in range(repeats):
+        for spec, p in predictors.items():
+            (r,) = p.predict([image], heatmap=heatmap)
+            for s in STAGES:
+                stages[spec][s].append(r.timings_ms.get(s, 0.0))
+    results = {spec: {s: percentiles(v) for s, v in st.items()} for spec, st in stages.items()}
+    out: dict[str, Any] = {"results": results, "heatmap": heatmap, "loadavg": [load_before, _loadavg()]}
+    if REFERENCE in results:
+        ref = results[REFERENCE]["total"]["p50"]
+        out["speedup_p50"] = {spec: ref / r["total"]["p50"] for spec, r in results.items()}
+    for p in predictors.values():
+        p.close()
+    return out
+
+
+def heatmap_cost(bundle_with_maps: str | os.PathLike[str], bundle_without_maps: str | os.PathLike[str], spec: str,
+                 image: bytes, repeats: int = 30, warmup: int = 3) -> dict[str, Any]:
+    """What the heat map adds to inference on one runtime, measured in this process.
+
+    The same model exported with and without the ``maps`` output is loaded twice and the two are called
+    alternately (A, B, A, B ...), so drift in machine load affects both equally. Cost = (inference with maps
+    + rendering) / inference of the logits-only graph - 1, from the medians.
+
+    Returns:
+        ``{"spec", "logits_only_ms", "with_maps_ms", "render_ms", "cost"}`` (medians; cost as a fraction).
+    """
+    from dermascan.inference import Predictor
+
+    runtime, precision = parse_spec(spec)
+    a = Predictor.from_path(bundle_with_maps, runtime=runtime, precision=precision)
+    b = Predictor.from_path(bundle_without_maps, runtime=runtime, precision=precision)
+    if a.heatmap_kind is None or b.heatmap_kind is not None:
+        raise ValueError("heatmap_cost needs one bundle with the heat-map output and one without")
+    for _ in range(warmup):
+        a.predict([image], heatmap=True)
+        b.predict([image])
+    with_maps, render, bare = [], [], []
+    for _ in range(repeats):
+        (ra,) = a.predict([image], heatmap=True)
+        (rb,) = b.predict([image])
+        with_maps.append(ra.timings_ms["inference"])
+        render.append(ra.timings_ms["heatmap"])
+        bare.append(rb.timings_ms["inference"])
+    m_with, m_render, m_bare = (float(np.median(v)) for v in (with_maps, render, bare))
+    return {"spec": spec, "logits_only_ms": m_bare, "with_maps_ms": m_with, "render_ms": m_render,
+            "cost": (m_with + m_render) / m_bare - 1.0}
+
+
+def runnable_specs(bundle_dir: str | os.PathLike[str], specs: Sequence[str]) -> tuple[list[str], dict[str, str]]:
+    """Split ``specs`` into those that can run this bundle here and ``{spec: why not}`` for the rest."""
+    from dermascan.inference.bundle import read_manifest
+    from dermascan.inference.runtimes import REQUIRES, available_runtimes
+
+    manifest = read_manifest(bundle_dir)
+    fmt, has_weights = manifest["model"]["format"], bool(manifest.get("weights"))
+    available = available_runtimes()
+    ok, skipped = [], {}
+    for spec in specs:
+        runtime, precision = parse_spec(spec)
+        need = REQUIRES[runtime]
+        if available[runtime] is not None:
+            skipped[spec] = available[runtime]
+        elif need == "weights" and not has_weights:
+            skipped[spec] = "the bundle has no state dict"
+        elif need in ("onnx", "torchscript") and need != fmt:
+            skipped[spec] = f"needs a {need} bundle, this one is {fmt}"
+        elif runtime == "onnxruntime" and (precision or manifest["model"]["precision"]) == "fp16":
+            from dermascan.inference.runtimes import onnxruntime_providers
+
+            if len(onnxruntime_providers()) == 1:
+                skipped[spec] = "fp16 needs onnxruntime's CUDA/TensorRT provider"
+            else:
+                ok.append(spec)
+        else:
+            ok.append(spec)
+    return ok, skipped
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU model, core count and the instruction sets that decide bf16 speed."""
+    info: dict[str, Any] = {"platform": platform.platform(), "machine": platform.machine(), "cpus": os.cpu_count()}
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        model = next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name")), "")
+        flags = next((ln.split(":", 1)[1].split() for ln in text.splitlines() if ln.startswith("flags")), [])
+        info["cpu"] = model
+        info["bf16"] = {"avx512_bf16": "avx512_bf16" in flags, "amx_bf16": "amx_bf16" in flags}
+    except OSError:
+        pass
+    return info
+
+
+def run_benchmark(
+    bundle_dir: str | os.PathLike[str],
+    runtimes: Sequence[str] | None = None,
+    out_json: str | os.PathLike[str] | None = None,
+    image: str | os.PathLike[str] | bytes | None = None,
+    repeats: int = 30,
+    warmup: int = 3,
+    batch_sizes: Sequence[int] = (8, 16),
+    heatmap: bool = True,
+    isolate: bool = True,
+    throughput_repeats: int = 3,
+    threads: int | None = None,
+    timeout: float = 900.0,
+    with_reference: bool = True,
+) -> dict[str, Any]:
+    """Benchmark a bundle on several runtimes, side by side, with eager PyTorch as the reference.
+
+    Args:
+        bundle_dir: the bundle.
+        runtimes: specs ``runtime[:precision]`` (default :data:`DEFAULT_SPECS`); the reference ``torch`` is
+            added when missing. Specs that cannot run here are skipped and listed under ``skipped``.
+        out_json: also write the report there.
+        image: the test image (path or bytes); default a synthetic 1024 x 768 JPEG.
+        repeats: timed single-image predictions per runtime.
+        warmup: untimed predictions first (the first call is reported apart: ``first_call_ms``).
+        batch_sizes: batch sizes for throughput.
+        heatmap: include the heat map (as served); ignored for a bundle without heat-map output.
+        isolate: one fresh process per runtime (fair peak memory; see the module docstring).
+        throughput_repeats: timed batches per batch size (median used).
+        threads: runtime intra-op threads (``None``: each runtime's default, all cores).
+        timeout: seconds per isolated runtime.
+        with_reference: add the eager-PyTorch reference when ``runtimes`` lacks it (for speed-ups).
+
+    Returns:
+        ``{"bundle", "image", "machine", "reference", "results": [per runtime], "skipped": {spec: why}}``;
+        each result has ``latency_ms[stage][p50|p95|p99|mean|min]``, ``throughput_img_s``, ``peak_rss_mib``,
+        ``speedup_p50`` (reference p50 total / this p50 total) and ``torch_imported``.
+    """
+    bundle_dir = Path(bundle_dir)
+    specs = list(runtimes) if runtimes is not None else list(DEFAULT_SPECS)
+    if with_reference and REFERENCE not in specs:
+        specs.insert(0, REFERENCE)
+    specs, skipped = runnable_specs(bundle_dir, specs)
+    data = image if isinstance(image, bytes) else (Path(image).read_bytes() if image else synthetic_jpeg())
+    with Image.open(io.BytesIO(data)) as im:
+        image_info = {"size": list(im.size), "format": im.format, "bytes": len(data)}
+    kwargs = {"repeats": repeats, "warmup": warmup, "batch_sizes": list(batch_sizes), "heatmap": heatmap,
+              "throughput_repeats": throughput_repeats, "threads": threads}
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        image_path = Path(tmp) / "image.bin"
+        image_path.write_bytes(data)
+        for spec in specs:
+            if isolate:
+                results.append(_measure_isolated(bundle_dir, spec, image_path, kwargs, timeout))
+            else:
+                try:
+                    results.append(measure(bundle_dir, spec, data, **kwargs))
+                except Exception as e:  # one broken runtime must not hide the others' figures
+                    results.append({"spec": spec, "error": f"{type(e).__name__}: {e}"})
+    ref = next((r for r in results if r["spec"] == REFERENCE and "error" not in r), None)
+    for r in results:
+        if "error" not in r and ref is not None:
+            r["speedup_p50"] = ref["latency_ms"]["total"]["p50"] / r["latency_ms"]["total"]["p50"]
+            r["speedup_p95"] = ref["latency_ms"]["total"]["p95"] / r["latency_ms"]["total"]["p95"]
+    from dermascan.inference.bundle import read_manifest
+
+    manifest = read_manifest(bundle_dir)
+    report = {
+        "bundle": {"path": str(bundle_dir), "name": manifest.get("name"), "version": manifest.get("version"),
+                   "architecture": manifest.get("architecture"), "format": manifest["model"]["format"],
+                   "precision": manifest["model"]["precision"], "heatmap": manifest["model"].get("heatmap"),
+                   "input_size": manifest["preprocessing"]["input_size"]},
+        "image": image_info,
+        "machine": machine_info(),
+        "settings": {**kwargs, "isolate": isolate},
+        "reference": REFERENCE,
+        "results": results,
+        "skipped": skipped,
+    }
+    if out_json is not None:
+        from dermascan import _io
+
+        _io.write_json(out_json, report)
+    return report
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """The report as a fixed-width table: per-stage p50, total p50/p95/p99, speed-up, throughput, memory."""
+    b = report["bundle"]
+    bs = report["settings"]["batch_sizes"]
+    lines = [
+        f"{b['architecture']} {b['input_size']}px {b['format']} ({b['precision']}), heat map {b['heatmap']}, "
+        f"image {report['image']['size'][0]}x{report['image']['size'][1]} {report['image']['format']}; "
+        f"{report['machine'].get('cpu', '')} x{report['machine'].get('cpus')}",
+        f"{'runtime':<16}{'decode':>7}{'prep':>6}{'infer':>8}{'heat':>6}{'total p50':>10}{'p95':>8}{'p99':>8}"
+        f"{'x eager':>8}" + "".join(f"{f'img/s@{n}':>10}" for n in bs) + f"{'peak MiB':>9}{'torch':>6}"
+        + "  load (1 min avg, before/after)",
+    ]
+    for r in report["results"]:
+        if "error" in r:
+            lines.append(f"{r['spec']:<16}error: {r['error']}")
+            continue
+        lat = r["latency_ms"]
+        lines.append(
+            f"{r['spec']:<16}{lat['decode']['p50']:7.1f}{lat['preprocess']['p50']:6.1f}{lat['inference']['p50']:8.1f}"
+            f"{lat['heatmap']['p50']:6.1f}{lat['total']['p50']:10.1f}{lat['total']['p95']:8.1f}"
+            f"{lat['total']['p99']:8.1f}{r.get('speedup_p50', float('nan')):8.2f}"
+            + "".join(f"{r['throughput_img_s'].get(str(n), float('nan')):10.1f}" for n in bs)
+            + f"{r['peak_rss_mib']:9.0f}{'yes' if r['torch_imported'] else 'no':>6}"
+            + f"{r['loadavg'][0]:6.1f}/{r['loadavg'][1]:.1f}"
+        )
+    for spec, why in report.get("skipped", {}).items():
+        lines.append(f"{spec:<16}skipped: {why}")
+    return "\n".join(lines)
+
+
+def _worker(argv: list[str]) -> int:
+    args = json.loads(argv[argv.index("--worker") + 1])
+    image = Path(args.pop("image")).read_bytes()
+    out = Path(args.pop("out"))
+    result = measure(args.pop("bundle"), args.pop("spec"), image, **args)
+    out.write_text(json.dumps(result))
+    return 0
+
+
+__all__ = [
+    "DEFAULT_SPECS",
+    "DEMO_OPERATING_POINT",
+    "REFERENCE",
+    "STAGES",
+    "format_table",
+    "heatmap_cost",
+    "interleaved_latency",
+    "machine_info",
+    "measure",
+    "parse_spec",
+    "percentiles",
+    "random_bundle",
+    "random_run",
+    "run_benchmark",
+    "runnable_specs",
+    "synthetic_jpeg",
+]
+
+
+if __name__ == "__main__":
+    if "--worker" in sys.argv:
+        sys.exit(_worker(sys.argv))
+    sys.exit("usage: `dermascan bench --bundle B` (this module's command line is the benchmark worker)")

@@ -1,0 +1,177 @@
+"""Parity of an exported model with the eager PyTorch model it came from, on real images.
+
+Both sides are :class:`~dermascan.inference.Predictor` objects fed the *same* preprocessed batches, so the
+comparison isolates the export and the runtime. Compared: calibrated probabilities (max absolute
+difference), the primary diagnosis (DermaScan's decision rule at the locked threshold) and the melanoma
+flag, and, when both return them, the heat maps (max absolute difference of the min-max normalised maps).
+
+Criteria (:func:`criteria`):
+
+* ``fp32``: probabilities within 1e-4 of the eager model, and normalised heat maps within 1e-2 (a wiring
+  check: min-max normalisation amplifies float noise on a nearly flat map).
+* ``fp16`` / ``bf16``: the primary diagnosis and the melanoma flag agree on at least 99.5% of the images
+  (reduced precision moves probabilities by ~1e-3; what must not move is the decision).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from dermascan.explain.render import normalize_map
+from dermascan.inference.predictor import ImageInput, Predictor
+
+#: fp32: largest allowed absolute probability difference.
+FP32_PROB_TOL = 1e-4
+#: fp32: largest allowed absolute difference of a normalised heat map.
+FP32_MAP_TOL = 1e-2
+#: fp16/bf16: smallest allowed agreement of the primary diagnosis and of the melanoma flag.
+MIN_AGREEMENT = 0.995
+
+
+class ExportParityError(RuntimeError):
+    """An exported model disagrees with the eager model beyond the criteria; ``reports`` holds the figures."""
+
+    def __init__(self, message: str, reports: list[ParityReport]) -> None:
+        super().__init__(message)
+        self.reports = reports
+
+
+@dataclass
+class ParityReport:
+    """Figures of one runtime against the eager model.
+
+    Attributes:
+        runtime: runtime of the exported model (``onnxruntime``, ``openvino``, ``torchscript`` ...).
+        precision: precision the criterion is for (the bundle's, or fp32 when both are fp32).
+        compute_precision: precision the runtime computed at (an fp16 ONNX graph on OpenVINO's CPU: fp32
+            arithmetic on fp16-rounded weights).
+        n_images: images compared.
+        max_abs_prob_diff: largest absolute difference of a calibrated probability.
+        primary_agreement: share of images with the same primary diagnosis.
+        flag_agreement: share of images with the same melanoma flag.
+        max_abs_map_diff: largest absolute difference of the normalised heat maps (``None``: no maps).
+        criterion: the rule applied.
+        passed: whether the criterion holds.
+    """
+
+    runtime: str
+    precision: str
+    compute_precision: str
+    n_images: int
+    max_abs_prob_diff: float
+    primary_agreement: float
+    flag_agreement: float
+    max_abs_map_diff: float | None
+    criterion: str
+    passed: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def summary(self) -> str:
+        maps = "" if self.max_abs_map_diff is None else f", heat map diff {self.max_abs_map_diff:.2e}"
+        return (
+            f"{self.runtime} ({self.precision} bundle, computing in {self.compute_precision}) on {self.n_images} "
+            f"images: max |dp| {self.max_abs_prob_diff:.2e}, "
+            f"primary agreement {self.primary_agreement:.2%}, flag agreement {self.flag_agreement:.2%}{maps} "
+            f"-> {'pass' if self.passed else 'FAIL'} ({self.criterion})"
+        )
+
+
+def criteria(precision: str) -> str:
+    """Human-readable rule for ``precision``."""
+    if precision == "fp32":
+        return f"max |dp| < {FP32_PROB_TOL:g} and max |dmap| < {FP32_MAP_TOL:g}"
+    return f"primary and flag agreement >= {MIN_AGREEMENT:.1%}"
+
+
+def passes(precision: str, max_abs_prob_diff: float, primary_agreement: float, flag_agreement: float,
+           max_abs_map_diff: float | None = None) -> bool:
+    """Whether the figures meet the criterion for ``precision``."""
+    if precision == "fp32":
+        maps_ok = max_abs_map_diff is None or max_abs_map_diff < FP32_MAP_TOL
+        return math.isfinite(max_abs_prob_diff) and max_abs_prob_diff < FP32_PROB_TOL and maps_ok
+    return primary_agreement >= MIN_AGREEMENT and flag_agreement >= MIN_AGREEMENT
+
+
+def compare(reference: Predictor, candidate: Predictor, batches: Sequence[np.ndarray],
+            precision: str | None = None,
+            reference_outputs: Sequence[tuple[np.ndarray, np.ndarray | None]] | None = None) -> ParityReport:
+    """Run both predictors on the same preprocessed batches and compare their outputs.
+
+    Args:
+        reference: the eager fp32 model.
+        candidate: the exported model on its runtime.
+        batches: float32 arrays (B, 3, S, S).
+        precision: the exported precision, whose criterion applies (default: the candidate's compute
+            precision). A reduced-precision bundle keeps its looser criterion on a runtime that computes in
+            fp32, because its weights may be rounded.
+        reference_outputs: ``reference.infer(batch)`` for each batch, when already computed (several
+            candidates are compared with one reference).
+
+    Raises:
+        ValueError: no images.
+    """
+    precision = precision or candidate.backend.precision
+    n = sum(len(b) for b in batches)
+    if n == 0:
+        raise ValueError("parity needs at least one image")
+    dp, same_primary, same_flag, dmap = 0.0, 0, 0, None
+    for i, x in enumerate(batches):
+        ref_logits, ref_maps = reference_outputs[i] if reference_outputs is not None else reference.infer(x)
+        cand_logits, cand_maps = candidate.infer(x)
+        p_ref, p_cand = reference.probabilities(ref_logits), candidate.probabilities(cand_logits)  # (B, K)
+        dp = max(dp, float(np.abs(p_ref - p_cand).max()) if np.isfinite(p_cand).all() else math.inf)
+        k_ref, f_ref = reference.decide(p_ref)
+        k_cand, f_cand = candidate.decide(p_cand)
+        same_primary += int((k_ref == k_cand).sum())
+        same_flag += int((f_ref == f_cand).sum())
+        if ref_maps is not None and cand_maps is not None:
+            # Compare what a clinician sees: each map after the renderer's ReLU + min-max normalisation.
+            d = max(float(np.abs(normalize_map(a) - normalize_map(b)).max())
+                    for ra, ca in zip(ref_maps, cand_maps, strict=True)
+                    for a, b in zip(ra, ca, strict=True))
+            dmap = d if dmap is None else max(dmap, d)
+    primary, flag = same_primary / n, same_flag / n
+    return ParityReport(
+        runtime=candidate.runtime, precision=precision, compute_precision=candidate.backend.precision,
+        n_images=n, max_abs_prob_diff=dp,
+        primary_agreement=primary, flag_agreement=flag, max_abs_map_diff=dmap,
+        criterion=criteria(precision), passed=passes(precision, dp, primary, flag, dmap),
+    )
+
+
+def prepare_batches(predictor: Predictor, images: Sequence[ImageInput], batch_size: int = 16
+                    ) -> tuple[list[np.ndarray], list[str]]:
+    """Decode and preprocess images once for every comparison.
+
+    Returns:
+        ``(batches, errors)``: float32 batches and the messages of images that could not be read.
+    """
+    arrays, errors = [], []
+    for i, img in enumerate(images):
+        p = predictor.prepare(img, str(img) if not isinstance(img, bytes) else f"image-{i}")
+        if p.error is not None:
+            errors.append(p.error)
+        else:
+            arrays.append(p.x)
+    batches = [np.stack(arrays[i : i + batch_size]) for i in range(0, len(arrays), batch_size)]
+    return batches, errors
+
+
+__all__ = [
+    "FP32_MAP_TOL",
+    "FP32_PROB_TOL",
+    "MIN_AGREEMENT",
+    "ExportParityError",
+    "ParityReport",
+    "compare",
+    "criteria",
+    "passes",
+    "prepare_batches",
+]

@@ -1,0 +1,450 @@
+"""Model bundles: the folder that is deployed, its ``manifest.json``, and the checks made before loading it.
+
+A bundle is a flat folder::
+
+    B/manifest.json          what the model is and how to use it (below); lists every other file
+    B/model.onnx             the graph (``--format onnx``), or
+    B/model.ts               a TorchScript archive (``--format torchscript``)
+    B/weights.safetensors    the state dict (optional): lets the PyTorch runtimes run the same bundle
+
+``manifest.json`` holds the name and version, architecture and family, class order, preprocessing,
+calibration temperature, melanoma threshold and risk bands, data and config fingerprints, an evaluation
+summary, the export parity figures, and the sha256 and size of every file. :func:`load_bundle` recomputes
+every checksum first and refuses a bundle with a changed, missing or unlisted file, naming it.
+
+The manifest cannot hold its own checksum; :func:`bundle_digest` (the sha256 of ``manifest.json``) pins the
+whole bundle, since the manifest lists the hash of every other file. A registry or deployment that records
+the digest passes it to :func:`load_bundle` (``digest=``) and an edited manifest (say, a changed threshold)
+is refused too.
+
+Security: nothing in a bundle is unpickled as code. ONNX is a protobuf; ``weights.safetensors`` is raw
+tensors; a TorchScript archive is loaded with ``torch.jit.load``, which runs TorchScript IR (a restricted,
+statically typed language with no access to Python builtins) and unpickles only its constants with
+TorchScript's own restricted unpickler, never ``pickle.load`` of arbitrary objects. The checksums stop a
+tampered file from getting that far.
+
+This module imports neither torch nor onnx.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import warnings
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from dermascan import _io
+from dermascan.config import Preprocessing
+from dermascan.evaluation.operating_point import RiskBands
+from dermascan.taxonomy import CLASSES, MELANOMA_INDEX
+
+log = logging.getLogger(__name__)
+
+MANIFEST_NAME = "manifest.json"
+#: Version of the manifest layout; bumped on an incompatible change.
+FORMAT_VERSION = 1
+MODEL_FORMATS = ("onnx", "torchscript")
+PRECISIONS = ("fp32", "fp16", "bf16")
+MODEL_FILES = {"onnx": "model.onnx", "torchscript": "model.ts"}
+WEIGHTS_FILE = "weights.safetensors"
+OPERATING_POINT_NAME = "operating_point.json"
+
+
+class BundleError(ValueError):
+    """A bundle that must not be loaded (tampered, incomplete, malformed), with the file and the fix."""
+
+
+class UncalibratedWarning(UserWarning):
+    """The model has no operating point: temperature 1 and the argmax decide, not a validated threshold."""
+
+
+# ------------------------------------------------------------------------------------------ model card
+
+
+@dataclass(frozen=True)
+class DecisionPolicy:
+    """How logits become the clinical output: calibration, the melanoma threshold and the risk bands.
+
+    Attributes:
+        temperature: temperature-scaling factor ``T``; probabilities are ``softmax(logits / T)``.
+        threshold: call melanoma when ``p(melanoma) >= threshold`` (locked on validation data). ``None``
+            for an uncalibrated model: the argmax decides and the flag means "argmax is melanoma".
+        risk_bands: edges of the low/moderate/high melanoma risk bands; ``None`` without a threshold
+            (no validated scale to put bands on), and then ``risk_band`` is ``None`` in every result.
+        target_sensitivity: the melanoma sensitivity the threshold was chosen for.
+        criterion: ``point`` or ``lower_ci`` (see :mod:`dermascan.evaluation.operating_point`).
+    """
+
+    temperature: float = 1.0
+    threshold: float | None = None
+    risk_bands: RiskBands | None = None
+    target_sensitivity: float | None = None
+    criterion: str | None = None
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.temperature) and self.temperature > 0):
+            raise ValueError(f"temperature must be a finite number > 0, got {self.temperature!r}")
+        if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
+            raise ValueError(f"threshold must be in [0, 1] or None, got {self.threshold!r}")
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether a validated operating point exists (a threshold chosen on validation data)."""
+        return self.threshold is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "temperature": self.temperature,
+            "threshold": self.threshold,
+            "risk_bands": self.risk_bands.to_dict() if self.risk_bands is not None else None,
+            "target_sensitivity": self.target_sensitivity,
+            "criterion": self.criterion,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DecisionPolicy:
+        threshold = d.get("threshold")
+        bands = d.get("risk_bands")
+        if bands is not None:
+            bands = RiskBands(float(bands["moderate"]), float(bands["high"]))
+        elif threshold is not None:
+            bands = RiskBands.from_threshold(float(threshold))
+        return cls(
+            temperature=float(d.get("temperature", 1.0)),
+            threshold=None if threshold is None else float(threshold),
+            risk_bands=bands,
+            target_sensitivity=d.get("target_sensitivity"),
+            criterion=d.get("criterion"),
+        )
+
+
+def read_operating_point(run_dir: str | os.PathLike[str]) -> tuple[DecisionPolicy, dict[str, Any] | None]:
+    """The decision policy of a run, from ``R/operating_point.json`` (written by ``dermascan evaluate``).
+
+    Returns:
+        ``(policy, raw)``: the policy and the file's content (``None`` when absent). Without the file the
+        policy is uncalibrated (temperature 1, no threshold) and an :class:`UncalibratedWarning` says so.
+    """
+    path = Path(run_dir) / OPERATING_POINT_NAME
+    if not path.is_file():
+        warnings.warn(
+            f"{path} not found: the model is uncalibrated (temperature 1, the argmax decides melanoma, no "
+            "risk bands). Run `dermascan evaluate` on the run first to lock a validated operating point.",
+            UncalibratedWarning,
+            stacklevel=2,
+        )
+        return DecisionPolicy(), None
+    try:
+        raw = json.loads(path.read_text())
+        return DecisionPolicy.from_dict(raw), raw
+    except (ValueError, KeyError, TypeError) as e:
+        raise BundleError(f"{path}: not a valid operating point ({e}); rerun `dermascan evaluate`") from e
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What a Predictor needs to know about a model besides its weights.
+
+    Attributes:
+        name: model name, e.g. ``dermascan-resnet50``.
+        version: model version reported with every prediction (``v2.4.1`` or ``<run>-<date>``).
+        arch: registry architecture name (``resnet50``).
+        family: ``cnn`` (class-activation heat maps) or ``vit`` (attention heat maps).
+        classes: class codes in output order (the ISIC 2018 order).
+        preprocessing: the eval preprocessing the model was trained with.
+        policy: calibration, threshold and risk bands.
+    """
+
+    name: str
+    version: str
+    arch: str
+    family: str
+    classes: tuple[str, ...]
+    preprocessing: Preprocessing
+    policy: DecisionPolicy = field(default_factory=DecisionPolicy)
+
+
+# --------------------------------------------------------------------------------------------- files
+
+
+def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _bundle_files(folder: Path) -> list[str]:
+    """Every file under ``folder`` except the manifest, as POSIX relative paths, sorted."""
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() or p.is_symlink()
+                  if p.relative_to(folder).as_posix() != MANIFEST_NAME)
+
+
+def file_table(folder: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
+    """``{relative path: {"sha256": ..., "bytes": ...}}`` for every file of a bundle but the manifest."""
+    folder = Path(folder)
+    return {rel: {"sha256": sha256_file(folder / rel), "bytes": (folder / rel).stat().st_size}
+            for rel in _bundle_files(folder)}
+
+
+def write_manifest(folder: str | os.PathLike[str], manifest: dict[str, Any]) -> Path:
+    """Add the checksum table of ``folder``'s files to ``manifest`` and write ``folder/manifest.json``.
+
+    Call it last: any file written into the folder afterwards makes the bundle fail verification.
+    """
+    folder = Path(folder)
+    manifest = {**manifest, "format_version": FORMAT_VERSION, "files": file_table(folder)}
+    return _io.write_json(folder / MANIFEST_NAME, manifest)
+
+
+def read_manifest(folder: str | os.PathLike[str]) -> dict[str, Any]:
+    """Parse ``manifest.json`` without verifying files (use :func:`verify_bundle` before trusting it)."""
+    path = Path(folder) / MANIFEST_NAME
+    if not Path(folder).is_dir():
+        raise BundleError(f"bundle folder {folder} does not exist (write one with `dermascan export`)")
+    if not path.is_file():
+        raise BundleError(f"{folder} is not a model bundle: {MANIFEST_NAME} is missing (rerun `dermascan export`)")
+    try:
+        manifest = json.loads(path.read_text())
+    except ValueError as e:
+        raise BundleError(f"{path}: not valid JSON ({e}); the bundle is damaged, export it again") from e
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
+        raise BundleError(f"{path}: no 'files' table; the bundle is damaged or not a DermaScan bundle")
+    version = manifest.get("format_version")
+    if version != FORMAT_VERSION:
+        raise BundleError(
+            f"{path}: manifest format_version {version!r}, this DermaScan reads {FORMAT_VERSION}; export it again"
+        )
+    return manifest
+
+
+def verify_bundle(folder: str | os.PathLike[str]) -> dict[str, Any]:
+    """Check every file of a bundle against its manifest; return the manifest.
+
+    Refused, with the file named: a listed file that is missing, a file whose sha256 or size differs, a file
+    in the folder that the manifest does not list (something was added), a path that leaves the folder.
+
+    Raises:
+        BundleError: the first problem found, naming the file.
+    """
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    listed: dict[str, Any] = manifest["files"]
+    problems: list[str] = []
+    for rel, entry in listed.items():
+        path = (folder / rel).resolve()
+        if Path(rel).is_absolute() or ".." in Path(rel).parts or folder.resolve() not in path.parents:
+            raise BundleError(f"{folder}: manifest lists {rel!r}, which is outside the bundle; refusing it")
+        if not path.is_file():
+            problems.append(f"{rel} is listed in the manifest but missing")
+            continue
+        size = path.stat().st_size
+        if size != entry.get("bytes"):
+            problems.append(f"{rel} has {size} bytes, the manifest says {entry.get('bytes')} (modified)")
+        elif sha256_file(path) != entry.get("sha256"):
+            problems.append(f"{rel} does not match its sha256 in the manifest (modified or corrupted)")
+    extra = sorted(set(_bundle_files(folder)) - set(listed))
+    problems += [f"{rel} is not listed in the manifest (added after export)" for rel in extra]
+    if problems:
+        raise BundleError(
+            f"bundle {folder} failed verification: {'; '.join(problems)}. Do not use it: export it again "
+            "or fetch an intact copy."
+        )
+    return manifest
+
+
+# ------------------------------------------------------------------------------------------- loading
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A verified bundle.
+
+    Attributes:
+        path: the bundle folder.
+        manifest: the parsed ``manifest.json``.
+        card: name, version, architecture, classes, preprocessing and decision policy.
+        model_format: ``onnx`` or ``torchscript``.
+        model_file: path of the model file.
+        precision: ``fp32``, ``fp16`` or ``bf16``, as exported (see :mod:`dermascan.export`).
+        heatmap: kind of maps the graph returns as its second output (``cam`` / ``attention``), or ``None``
+            when the graph returns logits only.
+        weights_file: the state dict, when the bundle carries one (for the PyTorch runtimes).
+    """
+
+    path: Path
+    manifest: dict[str, Any]
+    card: ModelCard
+    model_format: str
+    model_file: Path
+    precision: str
+    heatmap: str | None
+    weights_file: Path | None
+
+
+def bundle_digest(folder: str | os.PathLike[str]) -> str:
+    """sha256 of ``manifest.json``: one value that pins the whole bundle (the manifest hashes every file)."""
+    path = Path(folder) / MANIFEST_NAME
+    if not path.is_file():
+        raise BundleError(f"{folder} is not a model bundle: {MANIFEST_NAME} is missing")
+    return sha256_file(path)
+
+
+def load_bundle(folder: str | os.PathLike[str], verify: bool = True, digest: str | None = None) -> Bundle:
+    """Verify a bundle (every checksum, no missing or extra file) and parse its manifest.
+
+    Args:
+        folder: the bundle folder.
+        verify: recompute the checksums (always, except in tests that time the loading itself).
+        digest: expected :func:`bundle_digest` (from a registry); refuses an edited manifest.
+
+    Raises:
+        BundleError: tampered, incomplete or malformed bundle, naming the problem.
+    """
+    folder = Path(folder)
+    if digest is not None:
+        actual = bundle_digest(folder)
+        if actual != digest.lower():
+            raise BundleError(
+                f"bundle {folder}: manifest digest {actual[:16]}... differs from the pinned digest {digest[:16]}...; "
+                "the manifest was edited after export (or this is another bundle)"
+            )
+    manifest = verify_bundle(folder) if verify else read_manifest(folder)
+    try:
+        model = manifest["model"]
+        fmt, precision = model["format"], model["precision"]
+        if fmt not in MODEL_FORMATS:
+            raise BundleError(f"{folder}: model format {fmt!r} is not one of {MODEL_FORMATS}")
+        if precision not in PRECISIONS:
+            raise BundleError(f"{folder}: precision {precision!r} is not one of {PRECISIONS}")
+        classes = tuple(manifest["classes"])
+        if classes != CLASSES or manifest.get("melanoma_index", MELANOMA_INDEX) != MELANOMA_INDEX:
+            raise BundleError(f"{folder}: class order {classes} differs from the ISIC 2018 order {CLASSES}")
+        card = ModelCard(
+            name=str(manifest["name"]),
+            version=str(manifest["version"]),
+            arch=str(manifest["architecture"]),
+            family=str(manifest["family"]),
+            classes=classes,
+            preprocessing=Preprocessing.from_dict(manifest["preprocessing"]),
+            policy=DecisionPolicy.from_dict(manifest["decision"]),
+        )
+        model_file = folder / model["file"]
+        weights = manifest.get("weights")
+        weights_file = folder / weights["file"] if weights else None
+    except KeyError as e:
+        raise BundleError(f"{folder}/{MANIFEST_NAME}: required field {e} is missing; export the bundle again") from e
+    except (TypeError, ValueError) as e:
+        if isinstance(e, BundleError):
+            raise
+        raise BundleError(f"{folder}/{MANIFEST_NAME}: invalid field ({e}); export the bundle again") from e
+    for f in (model_file, weights_file):
+        if f is not None and f.name not in manifest["files"]:
+            raise BundleError(f"{folder}: {f.name} is used by the manifest but not covered by its checksums")
+    if not card.policy.calibrated:
+        warnings.warn(
+            f"bundle {folder} is uncalibrated (no operating point): the argmax decides melanoma and there are "
+            "no risk bands",
+            UncalibratedWarning,
+            stacklevel=2,
+        )
+    return Bundle(folder, manifest, card, fmt, model_file, precision, model.get("heatmap"), weights_file)
+
+
+# ---------------------------------------------------------------------------------------------- runs
+
+
+def resolve_checkpoint(path: str | os.PathLike[str]) -> tuple[Path, Path]:
+    """``(run folder, checkpoint file)`` of a run folder (its ``best.ckpt``, else ``last.ckpt``) or a ``.ckpt``.
+
+    Raises:
+        FileNotFoundError: neither a checkpoint nor a run folder holding one.
+    """
+    path = Path(path)
+    if path.is_file():
+        return path.parent, path
+    for name in ("best.ckpt", "last.ckpt"):
+        if (path / name).is_file():
+            return path, path / name
+    raise FileNotFoundError(
+        f"{path} is neither a model bundle (manifest.json), a run folder (best.ckpt/last.ckpt) nor a checkpoint"
+    )
+
+
+def default_version(run_dir: Path, checkpoint: Path) -> str:
+    """``<run name>-<checkpoint date>``: stable for a run, so a run and its bundles report the same version."""
+    stamp = datetime.fromtimestamp(checkpoint.stat().st_mtime, tz=UTC)
+    return f"{run_dir.resolve().name}-{stamp:%Y%m%d}"
+
+
+def load_run(
+    path: str | os.PathLike[str], name: str | None = None, version: str | None = None
+) -> tuple[Any, ModelCard, dict[str, Any] | None]:
+    """Load a run's checkpoint (imports torch) with its operating point.
+
+    Args:
+        path: run folder or checkpoint file.
+        name: model name (default ``dermascan-<arch>``).
+        version: model version (default :func:`default_version`).
+
+    Returns:
+        ``(loaded, card, operating_point)``: the :class:`~dermascan.models.LoadedModel`, its card, and the
+        raw ``operating_point.json`` (``None`` when the run is uncalibrated; an :class:`UncalibratedWarning`
+        is issued).
+    """
+    from dermascan.models import load_checkpoint, model_info
+
+    run_dir, ckpt = resolve_checkpoint(path)
+    loaded = load_checkpoint(ckpt)
+    policy, raw = read_operating_point(run_dir)
+    card = ModelCard(
+        name=name or f"dermascan-{loaded.arch.replace(':', '-')}",
+        version=version or default_version(run_dir, ckpt),
+        arch=loaded.arch,
+        family=model_info(loaded.arch)["family"],
+        classes=tuple(loaded.classes),
+        preprocessing=loaded.preprocessing,
+        policy=policy,
+    )
+    return loaded, card, raw
+
+
+def is_bundle(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a folder with a ``manifest.json``."""
+    return (Path(path) / MANIFEST_NAME).is_file()
+
+
+__all__ = [
+    "FORMAT_VERSION",
+    "MANIFEST_NAME",
+    "MODEL_FILES",
+    "MODEL_FORMATS",
+    "OPERATING_POINT_NAME",
+    "PRECISIONS",
+    "WEIGHTS_FILE",
+    "Bundle",
+    "BundleError",
+    "DecisionPolicy",
+    "ModelCard",
+    "UncalibratedWarning",
+    "bundle_digest",
+    "default_version",
+    "file_table",
+    "is_bundle",
+    "load_bundle",
+    "load_run",
+    "read_manifest",
+    "read_operating_point",
+    "resolve_checkpoint",
+    "sha256_file",
+    "verify_bundle",
+    "write_manifest",
+]

@@ -1,0 +1,423 @@
+"""Inference backends behind the Predictor: ONNX Runtime, OpenVINO and PyTorch (eager, torch.compile,
+TorchScript). Each takes a preprocessed float32 batch and returns raw logits and, when the graph has them,
+raw heat maps: ``run(x (B, 3, S, S)) -> (logits (B, K), maps (B, M, h, w) or None)``.
+
+Only the PyTorch backends import torch, and only when they are created: a process serving an ONNX bundle
+through ONNX Runtime or OpenVINO never loads it (~670 MiB saved).
+
+Runtime names (``Predictor.from_path(..., runtime=...)``):
+
+========================  ===============  ===========================================================
+runtime                   needs            notes
+========================  ===============  ===========================================================
+``onnxruntime``           ``model.onnx``   TensorRT > CUDA > CPU execution providers, whichever exist
+``openvino``              ``model.onnx``   reads the ONNX file directly; CPU (or ``device="GPU"``)
+``torch``                 weights          eager PyTorch from the bundle's state dict or a checkpoint
+``torch-compile``         weights          ``torch.compile`` of the same (first call: tens of seconds)
+``torchscript``           ``model.ts``     ``torch.jit.load`` of a traced archive
+========================  ===============  ===========================================================
+
+Precision at run time (``fp32`` / ``bf16`` / ``fp16``; by default the bundle's own):
+
+* ``onnxruntime``: runs the graph as exported. An fp16 graph needs a GPU provider: the CPU provider has
+  few fp16 kernels, and 1.32 crashed (segfault) on an fp16 ViT graph after its fusions, so it is refused on
+  CPU. A ``bf16`` request runs the fp32 graph in fp32 (ONNX has no bf16 convolution).
+* ``openvino``: ``INFERENCE_PRECISION_HINT`` is always set (``f32`` for fp32 and fp16 graphs, ``bf16`` for
+  bf16), because OpenVINO would otherwise silently compute in bf16 on CPUs with native bf16 support, which
+  is not what an fp32 bundle was validated at.
+* ``torch`` / ``torch-compile``: the weights and activations are cast to the precision (CNNs also go
+  channels-last in bf16/fp16, which oneDNN runs faster); input and outputs stay float32.
+* ``torchscript``: runs at the precision it was traced at (the archive casts its input itself).
+
+Automatic choice (:func:`choose_runtime`), measured rather than assumed: an ONNX bundle runs on ONNX Runtime
+when a CUDA or TensorRT provider is present (NVIDIA GPU), else on OpenVINO on x86-64 CPUs (Intel, and AMD
+with AVX-512, where it beat ONNX Runtime too), else on ONNX Runtime's CPU provider. A TorchScript bundle
+runs on ``torchscript``; a run folder or checkpoint on ``torch``.
+
+Backends are not thread-safe; the Predictor serialises calls to ``run``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import platform
+import warnings
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from dermascan.inference.bundle import Bundle
+
+log = logging.getLogger(__name__)
+
+RUNTIMES = ("onnxruntime", "openvino", "torch", "torch-compile", "torchscript")
+REQUIRES = {
+    "onnxruntime": "onnx",
+    "openvino": "onnx",
+    "torch": "weights",
+    "torch-compile": "weights",
+    "torchscript": "torchscript",
+}
+_PACKAGE = {"onnxruntime": "onnxruntime", "openvino": "openvino", "torch": "torch", "torch-compile": "torch",
+            "torchscript": "torch"}
+_OV_PRECISION = {"fp32": "f32", "bf16": "bf16", "fp16": "f32"}
+
+
+class RuntimeUnavailableError(RuntimeError):
+    """The runtime asked for cannot run this model here (package missing, no model file for it, ...)."""
+
+
+def _has_package(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def onnxruntime_providers() -> list[str]:
+    """ONNX Runtime execution providers to use, fastest first (TensorRT, CUDA, then CPU)."""
+    import onnxruntime as ort
+
+    present = set(ort.get_available_providers())
+    order = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    return [p for p in order if p in present]
+
+
+def available_runtimes() -> dict[str, str | None]:
+    """Which runtimes can run here: ``{name: None if available else the reason it is not}``.
+
+    Checks only that the package is installed (without importing it, so this stays cheap and torch-free).
+    """
+    return {rt: None if _has_package(_PACKAGE[rt]) else f"the {_PACKAGE[rt]} package is not installed"
+            for rt in RUNTIMES}
+
+
+def _is_x86_64() -> bool:
+    return platform.machine().lower() in ("x86_64", "amd64")
+
+
+def choose_runtime(model_format: str, precision: str = "fp32", have_weights: bool = False) -> str:
+    """The fastest runtime present for a model (see the module docstring for the rule).
+
+    Args:
+        model_format: ``onnx``, ``torchscript`` or ``checkpoint`` (a run folder / ``.ckpt``).
+        precision: the bundle's precision (an fp16 ONNX graph never goes to ONNX Runtime's CPU provider).
+        have_weights: the bundle also carries a state dict (a last resort when no ONNX runtime exists).
+
+    Raises:
+        RuntimeUnavailableError: nothing installed can run it, with what to install.
+    """
+    available = {rt for rt, why in available_runtimes().items() if why is None}
+    if model_format == "checkpoint":
+        if "torch" in available:
+            return "torch"
+    elif model_format == "torchscript":
+        if "torchscript" in available:
+            return "torchscript"
+    elif model_format == "onnx":
+        gpu = "onnxruntime" in available and any(p != "CPUExecutionProvider" for p in onnxruntime_providers())
+        if gpu:
+            return "onnxruntime"
+        if "openvino" in available and _is_x86_64():
+            return "openvino"
+        if "onnxruntime" in available and precision != "fp16":
+            return "onnxruntime"
+        if "openvino" in available:
+            return "openvino"
+        if have_weights and "torch" in available:
+            return "torch"
+    raise RuntimeUnavailableError(
+        f"no installed runtime can run a {precision} {model_format} model: install onnxruntime or openvino "
+        "(ONNX bundles) or torch (TorchScript bundles, run folders)"
+    )
+
+
+# ------------------------------------------------------------------------------------------- backends
+
+
+class Backend(ABC):
+    """One loaded model on one runtime.
+
+    Attributes:
+        runtime: runtime name (see :data:`RUNTIMES`).
+        precision: the precision it computes at (``fp32`` / ``bf16`` / ``fp16``).
+        device: where it runs, as the runtime names it (``CPUExecutionProvider``, ``CPU``, ``cuda:0``).
+    """
+
+    runtime: str = ""
+    precision: str = "fp32"
+    device: str = "cpu"
+
+    @abstractmethod
+    def run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Raw outputs for a batch.
+
+        Args:
+            x: float32 array (B, 3, S, S), preprocessed.
+
+        Returns:
+            ``(logits, maps)``: float32 (B, K) and float32 (B, M, h, w), or ``None`` when the model has no
+            heat-map output.
+        """
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-ready description (runtime, precision, device) for logs and benchmark reports."""
+        return {"runtime": self.runtime, "precision": self.precision, "device": self.device}
+
+    def close(self) -> None:  # noqa: B027 (optional hook: most runtimes free memory when collected)
+        """Free the runtime's resources early (optional)."""
+
+
+def _split_outputs(outputs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+    logits = np.asarray(outputs[0], dtype=np.float32)
+    maps = np.asarray(outputs[1], dtype=np.float32) if len(outputs) > 1 else None
+    return logits, maps
+
+
+class OnnxRuntimeBackend(Backend):
+    """An ONNX graph on ONNX Runtime.
+
+    Args:
+        model_path: the ``.onnx`` file.
+        precision: precision the graph was exported at (fp16 graphs need a GPU provider).
+        device: ``cpu`` (CPU provider only), ``cuda`` (CUDA/TensorRT providers required) or ``None`` (all
+            providers present, fastest first).
+        threads: intra-op threads (``None``: ONNX Runtime's default, one per physical core).
+    """
+
+    runtime = "onnxruntime"
+
+    def __init__(self, model_path: str | os.PathLike[str], precision: str = "fp32", device: str | None = None,
+                 threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        providers = onnxruntime_providers()
+        if device == "cpu":
+            providers = ["CPUExecutionProvider"]
+        elif device is not None and device.startswith("cuda"):
+            providers = [p for p in providers if p != "CPUExecutionProvider"]
+            if not providers:
+                raise RuntimeUnavailableError(
+                    "onnxruntime has no CUDA/TensorRT execution provider here: install onnxruntime-gpu"
+                )
+            providers.append("CPUExecutionProvider")  # ops the GPU providers lack fall back to the CPU
+        if precision == "fp16" and providers == ["CPUExecutionProvider"]:
+            raise RuntimeUnavailableError(
+                "an fp16 ONNX graph needs onnxruntime's CUDA or TensorRT provider: the CPU provider lacks most "
+                "fp16 kernels (and crashed on an fp16 ViT graph); on a CPU use runtime='openvino' or an fp32/bf16 "
+                "bundle"
+            )
+        options = ort.SessionOptions()
+        options.log_severity_level = 3  # keep the provider fallback chatter out of the CLI output
+        if threads:
+            options.intra_op_num_threads = int(threads)
+        self.session = ort.InferenceSession(str(model_path), options, providers=providers)
+        self.input_name = self.session.get_inputs()[0].name
+        self.precision = "fp32" if precision == "bf16" else precision
+        self.device = self.session.get_providers()[0]
+        if precision == "bf16":
+            log.info("onnxruntime has no bf16 convolution: running the bf16 bundle's fp32 graph in fp32")
+
+    def run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        return _split_outputs(self.session.run(None, {self.input_name: np.ascontiguousarray(x, np.float32)}))
+
+
+class OpenVINOBackend(Backend):
+    """An ONNX graph on OpenVINO (read directly, no conversion step).
+
+    Args:
+        model_path: the ``.onnx`` file.
+        precision: ``fp32`` or ``fp16`` (computed in f32) or ``bf16`` (computed in bf16: native on CPUs with
+            AVX512_BF16 or AMX).
+        device: OpenVINO device name (``CPU``, ``GPU``; ``None``: ``CPU``).
+        threads: inference threads (``None``: OpenVINO's default, all cores).
+    """
+
+    runtime = "openvino"
+
+    def __init__(self, model_path: str | os.PathLike[str], precision: str = "fp32", device: str | None = None,
+                 threads: int | None = None) -> None:
+        import openvino as ov
+
+        core = ov.Core()
+        self.device = (device or "CPU").upper()
+        hint = _OV_PRECISION[precision]
+        if self.device != "CPU" and precision != "fp32":
+            hint = "f16"  # Intel GPUs and NPUs compute reduced precision in f16, not bf16
+        config: dict[str, Any] = {
+            "PERFORMANCE_HINT": "LATENCY",  # one request at a time, all cores on it: the clinic's use
+            "INFERENCE_PRECISION_HINT": hint,
+        }
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = int(threads)
+        self.compiled = core.compile_model(core.read_model(str(model_path)), self.device, config)
+        self.request = self.compiled.create_infer_request()
+        self.precision = {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}[hint]
+        self.n_outputs = len(self.compiled.outputs)
+
+    def run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        result = self.request.infer({0: np.ascontiguousarray(x, np.float32)})
+        # The request reuses its output buffers on the next call: copy out.
+        return _split_outputs([np.array(result[self.compiled.output(i)]) for i in range(self.n_outputs)])
+
+
+class TorchBackend(Backend):
+    """A PyTorch module (eager, compiled or TorchScript) returning logits or ``(logits, maps)``.
+
+    Args:
+        module: the model (already wrapped by ``heatmap_model`` when maps are wanted), or a TorchScript module.
+        runtime: ``torch``, ``torch-compile`` or ``torchscript``.
+        precision: ``fp32``, ``bf16`` or ``fp16``; for eager and compiled modules the weights are cast to it.
+            A TorchScript archive keeps the precision it was traced at (pass that).
+        device: torch device (``None``: ``cuda`` when available, else ``cpu``).
+        family: ``cnn`` or ``vit``; CNNs in bf16/fp16 use the channels-last memory format, which oneDNN and
+            cuDNN run faster (a ViT has one convolution, nothing to gain).
+    """
+
+    def __init__(self, module: nn.Module, runtime: str = "torch", precision: str = "fp32", device: str | None = None,
+                 family: str = "cnn") -> None:
+        import torch
+
+        self.torch = torch
+        self.runtime = runtime
+        self.precision = precision
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+        module = module.eval().to(self.device)
+        if runtime != "torchscript":
+            module = module.to(dtype)
+            if family == "cnn" and precision != "fp32":
+                module = module.to(memory_format=torch.channels_last)
+                self.memory_format = torch.channels_last
+            else:
+                self.memory_format = torch.contiguous_format
+            if runtime == "torch-compile":
+                module = torch.compile(module)
+        else:
+            self.memory_format = torch.contiguous_format
+            dtype = torch.float32  # the archive casts its input itself
+        self.input_dtype = dtype
+        self.module = module
+
+    def run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        torch = self.torch
+        with torch.inference_mode():
+            t = torch.from_numpy(np.ascontiguousarray(x, np.float32)).to(self.device, self.input_dtype)
+            out = self.module(t.contiguous(memory_format=self.memory_format))
+            outs = list(out) if isinstance(out, tuple | list) else [out]
+            return _split_outputs([o.float().cpu().numpy() for o in outs])
+
+
+def with_heatmap_head(model: nn.Module) -> tuple[nn.Module, str | None]:
+    """``(heatmap_model(model), kind)`` when the architecture has a single-pass heat-map head, else
+    ``(model, None)`` (then predictions come without heat maps)."""
+    from dermascan.explain import heatmap_model
+
+    try:
+        wrapped = heatmap_model(model)
+    except NotImplementedError as e:
+        log.warning("no heat maps for this model: %s", e)
+        return model, None
+    return wrapped.eval(), str(wrapped.kind)
+
+
+def torch_model_from_bundle(bundle: Bundle) -> nn.Module:
+    """Rebuild the eager model from a bundle's ``weights.safetensors`` (no pickle involved)."""
+    from dermascan.models import create_model
+
+    if bundle.weights_file is None:
+        raise RuntimeUnavailableError(
+            f"bundle {bundle.path} carries no state dict, so the PyTorch runtimes cannot run it; use "
+            f"runtime='onnxruntime'/'openvino' or export with weights"
+        )
+    card = bundle.card
+    model = create_model(card.arch, num_classes=len(card.classes), weights=str(bundle.weights_file),
+                         image_size=card.preprocessing.input_size)
+    return model.eval()
+
+
+def backend_for_bundle(bundle: Bundle, runtime: str, precision: str | None = None, device: str | None = None,
+                       threads: int | None = None) -> Backend:
+    """Load a verified bundle on ``runtime`` (``auto`` picks with :func:`choose_runtime`).
+
+    Raises:
+        RuntimeUnavailableError: the runtime is missing, or the bundle lacks the file it needs.
+    """
+    precision = precision or bundle.precision
+    if runtime == "auto":
+        runtime = choose_runtime(bundle.model_format, bundle.precision, bundle.weights_file is not None)
+    _check_runtime(runtime)
+    need = REQUIRES[runtime]
+    if need in ("onnx", "torchscript") and bundle.model_format != need:
+        raise RuntimeUnavailableError(
+            f"runtime {runtime!r} needs a {need} model but bundle {bundle.path} holds {bundle.model_format}; "
+            f"use {'onnxruntime/openvino' if bundle.model_format == 'onnx' else 'torchscript'}"
+            + (" or torch" if bundle.weights_file is not None else "")
+        )
+    if runtime == "onnxruntime":
+        return OnnxRuntimeBackend(bundle.model_file, precision, device, threads)
+    if runtime == "openvino":
+        return OpenVINOBackend(bundle.model_file, precision, device, threads)
+    import torch
+
+    if threads:
+        torch.set_num_threads(int(threads))
+    if runtime == "torchscript":
+        map_location = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # TorchScript's deprecation: see dermascan.export
+            module = torch.jit.load(str(bundle.model_file), map_location=map_location)
+        return TorchBackend(module, "torchscript", bundle.precision, map_location)
+    model = torch_model_from_bundle(bundle)
+    module = with_heatmap_head(model)[0] if bundle.heatmap else model
+    return TorchBackend(module, runtime, precision, device, bundle.card.family)
+
+
+def backend_for_model(model: nn.Module, runtime: str = "torch", precision: str = "fp32", device: str | None = None,
+                      heatmap: bool = True, family: str = "cnn") -> tuple[Backend, str | None]:
+    """Run a live PyTorch model (from a checkpoint) on ``torch`` or ``torch-compile``.
+
+    Returns:
+        ``(backend, heat-map kind or None)``.
+    """
+    if runtime == "auto":
+        runtime = "torch"
+    if runtime not in ("torch", "torch-compile"):
+        raise RuntimeUnavailableError(
+            f"a checkpoint runs on 'torch' or 'torch-compile', not {runtime!r}: export a bundle "
+            "(`dermascan export`) for onnxruntime, openvino or torchscript"
+        )
+    _check_runtime(runtime)
+    module, kind = with_heatmap_head(model) if heatmap else (model, None)
+    return TorchBackend(module, runtime, precision, device, family), kind
+
+
+def _check_runtime(runtime: str) -> None:
+    if runtime not in RUNTIMES:
+        raise ValueError(f"unknown runtime {runtime!r}: expected 'auto' or one of {', '.join(RUNTIMES)}")
+    why = available_runtimes()[runtime]
+    if why is not None:
+        raise RuntimeUnavailableError(f"runtime {runtime!r} is not available: {why}")
+
+
+__all__ = [
+    "RUNTIMES",
+    "Backend",
+    "OnnxRuntimeBackend",
+    "OpenVINOBackend",
+    "RuntimeUnavailableError",
+    "TorchBackend",
+    "available_runtimes",
+    "backend_for_bundle",
+    "backend_for_model",
+    "choose_runtime",
+    "onnxruntime_providers",
+    "torch_model_from_bundle",
+    "with_heatmap_head",
+]

@@ -1,0 +1,104 @@
+"""Export parity: the criteria, the comparison, and an export that fails (leaving nothing behind)."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from dermascan.export import ExportParityError, export_bundle, validation_images
+from dermascan.export import parity as parity_lib
+from dermascan.export.benchmark import random_run, synthetic_jpeg
+from dermascan.export.parity import FP32_PROB_TOL, MIN_AGREEMENT, compare, passes, prepare_batches
+from dermascan.inference import Predictor
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def run_with_data(tiny_isic: Path, tmp_path: Path) -> tuple[Path, list[str]]:
+    """A random-weight run whose config.yaml and splits.csv point at a tiny ISIC folder."""
+    run = random_run(tmp_path / "run", "resnet18", image_size=32)
+    (run / "config.yaml").write_text(yaml.safe_dump({"arch": "resnet18", "data": str(tiny_isic)}))
+    ids = sorted(p.stem for p in (tiny_isic / "images").glob("*.jpg"))
+    val = ids[3:8]
+    splits = pd.DataFrame({"image_id": ids, "lesion_id": ids, "split": ["val" if i in val else "train" for i in ids]})
+    splits.to_csv(run / "splits.csv", index=False)
+    return run, val
+
+
+def test_criteria() -> None:
+    assert passes("fp32", FP32_PROB_TOL / 2, 1.0, 1.0)
+    assert not passes("fp32", FP32_PROB_TOL * 2, 1.0, 1.0)
+    assert not passes("fp32", float("nan"), 1.0, 1.0)
+    assert not passes("fp32", 0.0, 1.0, 1.0, max_abs_map_diff=0.5)  # a broken heat-map output fails fp32
+    assert passes("bf16", 0.05, MIN_AGREEMENT, 1.0)  # reduced precision: only decisions count
+    assert not passes("fp16", 0.0, 1.0, MIN_AGREEMENT - 0.001)
+
+
+def test_identical_models_agree(tmp_path: Path) -> None:
+    run = random_run(tmp_path / "run", "resnet18", image_size=32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # uncalibrated run
+        a = Predictor.from_path(run, device="cpu")
+        b = Predictor.from_path(run, device="cpu")
+    batches, errors = prepare_batches(a, [synthetic_jpeg(60, 50, seed=i) for i in range(5)] + [b"broken"],
+                                      batch_size=2)
+    assert [len(x) for x in batches] == [2, 2, 1] and len(errors) == 1
+    report = compare(a, b, batches)
+    assert report.n_images == 5 and report.max_abs_prob_diff == 0.0 and report.passed
+    assert report.primary_agreement == report.flag_agreement == 1.0
+    assert report.max_abs_map_diff == 0.0 and "pass" in report.summary()
+
+
+def test_perturbed_model_fails_fp32_but_passes_on_decisions(tmp_path: Path) -> None:
+    run = random_run(tmp_path / "run", "resnet18", image_size=32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a = Predictor.from_path(run, device="cpu")
+        b = Predictor.from_path(run, device="cpu")
+    with torch.no_grad():  # a small shift of every logit: probabilities move, decisions do not
+        b.backend.module.model.fc.bias.add_(torch.linspace(0, 1e-2, 7))
+    batches, _ = prepare_batches(a, [synthetic_jpeg(60, 50, seed=i) for i in range(4)])
+    report = compare(a, b, batches, precision="fp32")
+    assert report.max_abs_prob_diff > FP32_PROB_TOL and not report.passed
+    assert compare(a, b, batches, precision="bf16").passed == (report.primary_agreement >= MIN_AGREEMENT)
+
+
+def test_default_parity_images_are_the_validation_split(run_with_data: tuple[Path, list[str]]) -> None:
+    run, val = run_with_data
+    paths = validation_images(run)
+    assert [p.stem for p in paths] == val and all(p.is_file() for p in paths)
+
+
+def test_run_without_splits_needs_parity_images(tmp_path: Path) -> None:
+    run = random_run(tmp_path / "run", "resnet18", image_size=32)
+    with pytest.raises(ValueError, match="parity_images"):
+        validation_images(run)
+
+
+def test_failed_parity_fails_the_export_and_writes_nothing(
+    run_with_data: tuple[Path, list[str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run, val = run_with_data
+    monkeypatch.setattr(parity_lib, "FP32_PROB_TOL", -1.0)  # no model can pass: simulates a broken runtime
+    out = tmp_path / "bundle"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # uncalibrated run
+        with pytest.raises(ExportParityError, match="export parity failed") as info:
+            export_bundle(run, out, fmt="torchscript")  # default parity images: the validation split
+    (report,) = info.value.reports
+    assert report.runtime == "torchscript" and report.n_images == len(val) and not report.passed
+    assert np.isfinite(report.max_abs_prob_diff)
+    assert not out.exists() and not list(tmp_path.glob(".bundle.tmp-*"))
