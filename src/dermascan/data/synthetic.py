@@ -350,7 +350,7 @@ def _draw_lesion(config_key: tuple, lesion_no: int) -> _Lesion:
             malignancy = rng.beta(2.0, 9.0)
     elif code == "MEL":
         if u < featureless_rate:
-            malignancy, subtype = rng.uniform(0.30, 0.50), "featureless"
+            malignancy, subtype = rng.uniform(0.45, 0.65), "featureless"
         else:
             malignancy = rng.beta(12.0, 2.0)
     mean_age, sd_age, p_male, median_d = _PATIENT[code]
