@@ -61,3 +61,38 @@ def test_synth_twice_is_byte_identical(tmp_path: Path) -> None:
     assert digest(tmp_path / "a") == digest(tmp_path / "b") and len(digest(tmp_path / "a")) == 2 * 40 + 2
     again = runner.invoke(app, ["synth", "--out", str(tmp_path / "a"), "--n", "4", "--size", "48"])
     assert again.exit_code == 2 and "--overwrite" in again.output
+
+
+def test_export_predict_and_bench_commands(tiny_run: Path, synth_small: Path, tmp_path: Path) -> None:
+    import json
+
+    bundle = tmp_path / "bundle"
+    result = runner.invoke(app, ["export", "--run", str(tiny_run), "--out", str(bundle)])
+    assert result.exit_code == 0, result.output
+    assert "parity on" in result.output and (bundle / "manifest.json").exists()
+
+    good = sorted((synth_small / "images").iterdir())[:2]
+    (tmp_path / "bad.jpg").write_bytes(b"not a jpeg")
+    result = runner.invoke(app, ["predict", "--bundle", str(bundle), *map(str, good), str(tmp_path / "bad.jpg"),
+                                 "--heatmap", str(tmp_path / "maps")])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert [Path(d["image"]).name for d in lines] == [good[0].name, good[1].name, "bad.jpg"]
+    assert set(lines[0]["probabilities"]) == {"MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC"}
+    assert 0 <= lines[0]["melanoma_risk"] <= 1 and isinstance(lines[0]["melanoma_flag"], bool)
+    assert "error" in lines[2] and Path(lines[0]["heatmap"]).exists()
+
+    (bundle / "model.onnx").write_bytes((bundle / "model.onnx").read_bytes()[:-1] + b"\0")
+    tampered = runner.invoke(app, ["predict", "--bundle", str(bundle), str(good[0])])
+    assert tampered.exit_code == 2 and "model.onnx" in tampered.output
+
+
+def test_bench_command(tiny_run: Path, tmp_path: Path) -> None:
+    import json
+
+    runner.invoke(app, ["export", "--run", str(tiny_run), "--out", str(tmp_path / "b")])
+    result = runner.invoke(app, ["bench", "--bundle", str(tmp_path / "b"), "--runtime", "onnxruntime", "--repeats",
+                                 "3", "--out", str(tmp_path / "bench.json")])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "bench.json").read_text())
+    assert report and "onnxruntime" in result.output and "torch" in result.output

@@ -263,6 +263,89 @@ def fairness(
 
 
 @app.command()
+def predict(
+    images: Annotated[list[Path], typer.Argument(help="Image files and/or folders.")],
+    bundle: Annotated[Path | None, typer.Option(help="Model bundle made by `dermascan export`.")] = None,
+    run: Annotated[Path | None, typer.Option(help="Run folder (eager PyTorch) instead of a bundle.")] = None,
+    heatmap: Annotated[Path | None, typer.Option("--heatmap", help="Write heat-map overlays to this folder.")]
+    = None,
+    runtime: Annotated[str, typer.Option(help="auto, onnxruntime, openvino, torch, torchscript.")] = "auto",
+    batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 16,
+) -> None:
+    """One JSON line per image: probabilities, primary diagnosis, melanoma risk and flag, model version.
+
+    A file that is not a usable image gets an error line and the run goes on.
+    """
+    import json
+
+    from dermascan.inference import Predictor
+
+    source = bundle or run
+    if source is None or (bundle and run):
+        raise _fail("pass exactly one of --bundle or --run")
+    try:
+        predictor = Predictor.from_path(source, runtime=runtime, batch_size=batch_size)
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        raise _fail(str(e)) from e
+    failed = 0
+    for result in predictor.predict_paths(images, batch_size=batch_size, heatmap_dir=heatmap):
+        d = result.to_dict()
+        failed += "error" in d
+        typer.echo(json.dumps(d))
+    if failed:
+        typer.secho(f"{failed} file(s) could not be analysed (see their error lines)", err=True,
+                    fg=typer.colors.YELLOW)
+
+
+@app.command()
+def export(
+    run: RunOpt,
+    out: OutOpt,
+    format: Annotated[str, typer.Option("--format", help="onnx (main artifact) or torchscript.")] = "onnx",
+    precision: Annotated[str, typer.Option(help="fp32, fp16 or bf16 (see dermascan.export).")] = "fp32",
+    name: Annotated[str | None, typer.Option(help="Model name (default dermascan-<arch>).")] = None,
+    version: Annotated[str | None, typer.Option(help="Model version (default <run>-<date>).")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing bundle folder.")] = False,
+) -> None:
+    """Export a run to a checksummed bundle; fails when parity against the eager model fails."""
+    from dermascan.export import ExportParityError, export_bundle
+    from dermascan.inference import load_bundle
+
+    try:
+        path = export_bundle(run, out, fmt=format, precision=precision, name=name, version=version,
+                             overwrite=overwrite)
+    except ExportParityError as e:
+        raise _fail(f"parity check failed, bundle not written: {e}") from e
+    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as e:
+        raise _fail(str(e)) from e
+    manifest = load_bundle(path).manifest
+    typer.echo(f"wrote bundle {path}: {manifest['name']} {manifest['version']} ({format}, {precision})")
+    for r in manifest.get("parity", []):
+        typer.echo(f"  parity on {r['n_images']} validation images, {r['runtime']} {r['compute_precision']}: "
+                   f"max |dp| {r['max_abs_prob_diff']:.2e}, decisions agree {r['primary_agreement']:.1%}, "
+                   f"melanoma flags agree {r['flag_agreement']:.1%}")
+
+
+@app.command()
+def bench(
+    bundle: Annotated[Path, typer.Option(help="Model bundle.")],
+    out: Annotated[Path | None, typer.Option("--out", help="Write the report (JSON) here.")] = None,
+    runtime: Annotated[list[str] | None, typer.Option(help="runtime[:precision], repeatable (default: all).")]
+    = None,
+    image: Annotated[Path | None, typer.Option(help="Test image (default: a synthetic 1024x768 JPEG).")] = None,
+    repeats: Annotated[int, typer.Option(help="Timed single-image predictions per runtime.")] = 30,
+) -> None:
+    """Latency per stage (p50/p95/p99), throughput and peak memory per runtime, eager PyTorch as reference."""
+    from dermascan.export.benchmark import format_table, run_benchmark
+
+    try:
+        report = run_benchmark(bundle, runtimes=runtime, out_json=out, image=image, repeats=repeats)
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        raise _fail(str(e)) from e
+    typer.echo(format_table(report))
+
+
+@app.command()
 def compare(
     evals: Annotated[list[Path], typer.Argument(help="Evaluation folders (each with metrics.json).")],
     out: Annotated[Path | None, typer.Option(help="Write comparison.csv/.json/.html here.")] = None,

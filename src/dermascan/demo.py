@@ -124,12 +124,42 @@ def run_demo(out_dir: str | Path, cfg: DemoConfig | None = None, echo: Callable[
                                                      heatmap_fn=_overlay_fn(out / "runs" / winner), progress=False))
     steps.run("fairness audit", lambda: audit_fairness(out / "runs" / winner, out / "fairness", index=index,
                                                        progress=False))
+    summary["deployment"] = _deployment(out, winner, evals[winner], steps)
     summary["timings_s"] = steps.timings
     summary["total_s"] = round(time.perf_counter() - start, 1)
     _io.write_json(out / "summary.json", summary)
     _write_index(out, summary, evals)
     echo(f"\n{_verdict(summary)}\nwrote {out / 'index.html'} ({summary['total_s']:.0f} s)")
     return summary
+
+
+def _deployment(out: Path, winner: str, eval_dir: Path, steps: _Steps) -> dict[str, Any]:
+    """Export the winner to an ONNX bundle (parity-checked), predict a few test images through it, benchmark it."""
+    import pandas as pd
+
+    from dermascan.export import export_bundle
+    from dermascan.export.benchmark import format_table, run_benchmark
+    from dermascan.inference import Predictor
+
+    bundle = steps.run("export bundle", lambda: export_bundle(out / "runs" / winner, out / "bundle", overwrite=True,
+                                                              max_parity_images=400))
+    detail = pd.read_csv(eval_dir / "predictions_detail.csv")
+    sample = pd.concat([detail[detail["dx"] == "MEL"].head(3), detail[detail["dx"] != "MEL"].head(3)])
+
+    def predict() -> list[dict[str, Any]]:
+        predictor = Predictor.from_path(bundle)
+        results = [r.to_dict() for r in predictor.predict_paths(sample["path"], heatmap_dir=out / "predict")]
+        for r, truth in zip(results, sample["dx"], strict=True):
+            r["truth"] = truth
+        _io.write_text(out / "predict" / "predictions.jsonl", "".join(json.dumps(r) + "\n" for r in results))
+        return results
+
+    predictions = steps.run("predict through the bundle", predict)
+    report = steps.run("latency benchmark", lambda: run_benchmark(
+        bundle, runtimes=["torch", "onnxruntime", "openvino", "openvino:bf16"], repeats=15, batch_sizes=(8,),
+        out_json=out / "bench.json"))
+    _io.write_text(out / "bench.txt", format_table(report) + "\n")
+    return {"bundle": str(bundle), "predictions": predictions, "bench_table": format_table(report)}
 
 
 def _pick_winner(evals: dict[str, Path]) -> str:
@@ -227,6 +257,27 @@ def _heatmap_html(out: Path, sanity: dict[str, Any]) -> str:
             + gallery)
 
 
+def _deployment_html(out: Path, dep: dict[str, Any] | None) -> str:
+    if not dep:
+        return ""
+    h = _html
+    rows = [(Path(p["image"]).name, p.get("truth"), p.get("primary"), p.get("melanoma_risk"), p.get("melanoma_flag"),
+             p.get("risk_band")) for p in dep["predictions"]]
+    overlays = "".join(h.image(Path(p["heatmap"]).relative_to(out), Path(p["image"]).name)
+                       for p in dep["predictions"] if p.get("heatmap"))
+    return (h.paragraph(f"The production candidate was exported to {Path(dep['bundle']).name}/ (ONNX, checksummed, "
+                        "parity-checked on validation images) and run on six test images through the Predictor.")
+            + h.table(["image", "truth", "primary", "melanoma risk", "flag", "risk band"], rows)
+            + f'<div class="grid">{overlays}</div>'
+            + "<h3>Latency (batch 1, per stage, this machine)</h3><pre>" + html_escape(dep["bench_table"]) + "</pre>")
+
+
+def html_escape(text: str) -> str:
+    import html
+
+    return html.escape(text)
+
+
 def _write_index(out: Path, summary: dict[str, Any], evals: dict[str, Path]) -> Path:
     sec, h = _html.Section, _html
 
@@ -251,6 +302,7 @@ def _write_index(out: Path, summary: dict[str, Any], evals: dict[str, Path]) -> 
         sec("Heat maps", _heatmap_html(out, summary.get("heatmaps", {}))),
         sec("Error analysis and fairness", '<ul><li><a href="errors/errors.html">Missed melanomas</a></li>'
             '<li><a href="fairness/fairness.html">Fairness audit</a></li></ul>'),
+        sec("Deployment", _deployment_html(out, summary.get("deployment"))),
         sec("Timings", h.table(["step", "seconds"], list(summary["timings_s"].items()))),
     ]
     return _html.write_page(out / "index.html", "DermaScan demo", sections,
