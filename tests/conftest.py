@@ -12,6 +12,17 @@ from PIL import Image
 from dermascan.taxonomy import CLASSES
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """Tests run tiny models on tiny images, where a second thread costs more in overhead than it saves."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def write_tiny_isic(root: Path, per_class: int = 6, size: int = 40, seed: int = 0, ham_metadata: bool = True) -> Path:
     """An ISIC 2018 Task 3 folder: class-tinted noise images, one-hot ground truth, HAM10000 metadata.
 

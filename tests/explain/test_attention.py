@@ -13,14 +13,6 @@ from dermascan.models import LoadedModel, capture_attention, create_model
 from dermascan.taxonomy import CLASSES
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def vit() -> torch.nn.Module:
     torch.manual_seed(0)

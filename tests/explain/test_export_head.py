@@ -12,14 +12,6 @@ from dermascan.explain import attention_maps, grad_cam, heatmap_model, normalize
 from dermascan.models import create_model
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _timm_reg_vit() -> torch.nn.Module:
     from timm.models.vision_transformer import VisionTransformer
 

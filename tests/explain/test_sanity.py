@@ -37,14 +37,6 @@ SKIN = np.array([225, 185, 160], dtype=np.float32)
 LESION_COLOURS = np.array([[90, 50, 30], [70, 80, 120], [170, 40, 50]], dtype=np.float32)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def draw_lesions(n: int, seed: int, size: int = SIZE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``n`` images ``(n, size, size, 3)`` uint8, lesion masks ``(n, size, size)`` and labels (lesion colour)."""
     rng = np.random.default_rng(seed)

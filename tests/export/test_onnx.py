@@ -18,14 +18,6 @@ from dermascan.inference import available_runtimes
 from dermascan.models import create_model
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _model(arch: str) -> torch.nn.Module:
     torch.manual_seed(0)
     model = create_model(arch, image_size=32).eval()

@@ -18,14 +18,6 @@ from dermascan.export.parity import FP32_PROB_TOL, MIN_AGREEMENT, compare, passe
 from dermascan.inference import Predictor
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture
 def run_with_data(tiny_isic: Path, tmp_path: Path) -> tuple[Path, list[str]]:
     """A random-weight run whose config.yaml and splits.csv point at a tiny ISIC folder."""

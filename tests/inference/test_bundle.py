@@ -9,22 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from dermascan.export import export_bundle
 from dermascan.export.benchmark import random_bundle, random_run, synthetic_jpeg
 from dermascan.inference import BundleError, Prediction, Predictor, load_bundle, verify_bundle
 from dermascan.inference.bundle import MANIFEST_NAME, bundle_digest, read_operating_point
 from dermascan.taxonomy import CLASSES
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 IMAGES = [synthetic_jpeg(90 + 13 * i, 70 + 9 * i, seed=i) for i in range(5)]
 

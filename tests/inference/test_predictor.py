@@ -29,15 +29,6 @@ from dermascan.inference.runtimes import backend_for_model
 from dermascan.models import load_checkpoint
 from dermascan.taxonomy import API_NAMES, CLASSES
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 OPERATING_POINT = {"temperature": 1.2, "threshold": 0.25, "target_sensitivity": 0.9, "criterion": "point",
                    "risk_bands": {"moderate": 0.08, "high": 0.25}, "selected_on": "val", "validation": {}}
 

@@ -6,21 +6,12 @@ import io
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from dermascan.config import Preprocessing
 from dermascan.data.io import load_image
 from dermascan.data.transforms import eval_transform
 from dermascan.inference.preprocess import geometry, preprocess, preprocess_batch
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _random_image(w: int, h: int, seed: int) -> Image.Image:
