@@ -368,11 +368,19 @@ def demo(
     epochs: Annotated[int, typer.Option(help="Epochs per model.")] = 8,
     seed: Annotated[int, typer.Option(help="Seed for data, splits and training.")] = 0,
     quick: Annotated[bool, typer.Option(help="A tiny smoke run (about a minute), not meaningful figures.")] = False,
+    variant: Annotated[list[str] | None, typer.Option(help="Train only these variants (cnn_ce, cnn_focal_inverse, "
+                                                           "cnn_focal_sqrt, vit_focal_sqrt).")] = None,
+    audit: Annotated[bool, typer.Option(help="Heat maps, errors, fairness, export and benchmark of the winner.")]
+    = True,
 ) -> None:
     """The main job on the synthetic default: data, EDA, training, evaluation, comparison, one report."""
-    from dermascan.demo import DemoConfig, run_demo
+    from dermascan.demo import VARIANTS, DemoConfig, run_demo
 
-    cfg = DemoConfig(n_images=n_images, epochs=epochs, seed=seed)
+    unknown = sorted(set(variant or ()) - set(VARIANTS))
+    if unknown:
+        raise _fail(f"unknown variant(s) {unknown}; choose from {sorted(VARIANTS)}")
+    cfg = DemoConfig(n_images=n_images, epochs=epochs, seed=seed, audit=audit,
+                     **({"variants": tuple(variant)} if variant else {}))
     if quick:
         cfg = DemoConfig(n_images=300, size=48, image_size=32, epochs=1, seed=seed, lower_ci=False,
                          extra={"batch_size": 32})

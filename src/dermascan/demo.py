@@ -38,6 +38,8 @@ class DemoConfig:
         target_sensitivity: melanoma sensitivity the threshold is chosen for on validation.
         lower_ci: require the lower 95% Wilson bound on validation, not the point estimate, to reach the target.
         variants: which trainings to run (names of :data:`VARIANTS`).
+        audit: after the comparison, also draw heat maps, analyse errors, audit fairness, and export,
+            run and benchmark the winner's bundle.
     """
 
     n_images: int = 8000
@@ -50,6 +52,7 @@ class DemoConfig:
     target_sensitivity: float = 0.90
     lower_ci: bool = True
     variants: tuple[str, ...] = ("cnn_ce", "cnn_focal_inverse", "cnn_focal_sqrt", "vit_focal_sqrt")
+    audit: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -84,7 +87,7 @@ def run_demo(out_dir: str | Path, cfg: DemoConfig | None = None, echo: Callable[
     from dermascan.data.eda import run_eda
     from dermascan.data.readers import read_dataset
     from dermascan.data.synthetic import SynthConfig, generate_dataset
-    from dermascan.evaluation.evaluate import audit_errors, audit_fairness, compare, evaluate, format_table
+    from dermascan.evaluation.evaluate import compare, evaluate, format_table
     from dermascan.training.config import resolve_config
     from dermascan.training.train import train
 
@@ -119,18 +122,26 @@ def run_demo(out_dir: str | Path, cfg: DemoConfig | None = None, echo: Callable[
     winner = _pick_winner(evals)
     summary["winner"] = winner
     echo(f"\nproduction candidate (best validation specificity at the locked threshold): {winner}")
-    summary["heatmaps"] = steps.run("heat maps", lambda: _heatmaps(out, evals, index))
-    steps.run("error analysis", lambda: audit_errors(out / "runs" / winner, out / "errors", index=index,
-                                                     heatmap_fn=_overlay_fn(out / "runs" / winner), progress=False))
-    steps.run("fairness audit", lambda: audit_fairness(out / "runs" / winner, out / "fairness", index=index,
-                                                       progress=False))
-    summary["deployment"] = _deployment(out, winner, evals[winner], steps)
+    if cfg.audit:
+        _audit(out, winner, evals, index, steps, summary)
     summary["timings_s"] = steps.timings
     summary["total_s"] = round(time.perf_counter() - start, 1)
     _io.write_json(out / "summary.json", summary)
     _write_index(out, summary, evals)
     echo(f"\n{_verdict(summary)}\nwrote {out / 'index.html'} ({summary['total_s']:.0f} s)")
     return summary
+
+
+def _audit(out: Path, winner: str, evals: dict[str, Path], index: Any, steps: _Steps, summary: dict) -> None:
+    """Heat maps, error analysis and fairness audit of the winner, then its bundle: export, predict, benchmark."""
+    from dermascan.evaluation.evaluate import audit_errors, audit_fairness
+
+    summary["heatmaps"] = steps.run("heat maps", lambda: _heatmaps(out, evals, index))
+    steps.run("error analysis", lambda: audit_errors(out / "runs" / winner, out / "errors", index=index,
+                                                     heatmap_fn=_overlay_fn(out / "runs" / winner), progress=False))
+    steps.run("fairness audit", lambda: audit_fairness(out / "runs" / winner, out / "fairness", index=index,
+                                                       progress=False))
+    summary["deployment"] = _deployment(out, winner, evals[winner], steps)
 
 
 def _deployment(out: Path, winner: str, eval_dir: Path, steps: _Steps) -> dict[str, Any]:
@@ -299,12 +310,15 @@ def _write_index(out: Path, summary: dict[str, Any], evals: dict[str, Path]) -> 
         sec("Data", '<p><a href="eda/eda.html">Exploratory data analysis</a></p>' + h.image("eda/samples.png")),
         sec("Evaluation reports", f"<ul>{links}</ul>"
             + h.paragraph(f"Production candidate, chosen on validation only: {summary.get('winner')}.")),
-        sec("Heat maps", _heatmap_html(out, summary.get("heatmaps", {}))),
-        sec("Error analysis and fairness", '<ul><li><a href="errors/errors.html">Missed melanomas</a></li>'
-            '<li><a href="fairness/fairness.html">Fairness audit</a></li></ul>'),
-        sec("Deployment", _deployment_html(out, summary.get("deployment"))),
-        sec("Timings", h.table(["step", "seconds"], list(summary["timings_s"].items()))),
     ]
+    if "heatmaps" in summary:
+        sections += [
+            sec("Heat maps", _heatmap_html(out, summary["heatmaps"])),
+            sec("Error analysis and fairness", '<ul><li><a href="errors/errors.html">Missed melanomas</a></li>'
+                '<li><a href="fairness/fairness.html">Fairness audit</a></li></ul>'),
+            sec("Deployment", _deployment_html(out, summary.get("deployment"))),
+        ]
+    sections.append(sec("Timings", h.table(["step", "seconds"], list(summary["timings_s"].items()))))
     return _html.write_page(out / "index.html", "DermaScan demo", sections,
                             subtitle=f"Synthetic dermoscopy, {summary['config']['n_images']} images; "
                                      f"total {summary['total_s']:.0f} s")
