@@ -23,7 +23,8 @@ def _one_torch_thread():
     torch.set_num_threads(threads)
 
 
-def write_tiny_isic(root: Path, per_class: int = 6, size: int = 40, seed: int = 0, ham_metadata: bool = True) -> Path:
+def write_tiny_isic(root: Path, per_class: int = 6, size: int = 40, seed: int = 0, ham_metadata: bool = True,
+                    first_id: int = 0) -> Path:
     """An ISIC 2018 Task 3 folder: class-tinted noise images, one-hot ground truth, HAM10000 metadata.
 
     Every second lesion has two images, so lesion grouping matters.
@@ -31,11 +32,11 @@ def write_tiny_isic(root: Path, per_class: int = 6, size: int = 40, seed: int = 
     rng = np.random.default_rng(seed)
     (root / "images").mkdir(parents=True)
     gt_rows, meta_rows = [], []
-    n = 0
+    n = first_id
     for k, code in enumerate(CLASSES):
         for j in range(per_class):
             image_id = f"ISIC_{n:07d}"
-            lesion = f"HAM_{k:02d}{j // 2 if j % 4 < 2 else j:05d}"
+            lesion = f"HAM_{first_id}_{k:02d}{j // 2 if j % 4 < 2 else j:05d}"
             tint = np.array([200 - 20 * k, 120 + 10 * k, 140], dtype=np.float64)
             px = np.clip(tint + rng.normal(0, 25, (size, size, 3)), 0, 255).astype(np.uint8)
             Image.fromarray(px).save(root / "images" / f"{image_id}.jpg", quality=90)

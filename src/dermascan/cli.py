@@ -109,6 +109,10 @@ def train(
     val_fraction: Annotated[float | None, typer.Option(help="Validation share per class.")] = None,
     test_fraction: Annotated[float | None, typer.Option(help="Test share per class.")] = None,
     num_workers: Annotated[int | None, typer.Option(help="Loader workers (-1 automatic).")] = None,
+    val_data: Annotated[Path | None, typer.Option(help="Separate validation folder (e.g. official ISIC 2018 "
+                                                        "validation), used whole as the val split.")] = None,
+    test_data: Annotated[Path | None, typer.Option(help="Separate test folder, used whole as the test split.")]
+    = None,
     cache_dir: Annotated[Path | None, typer.Option(help="Pre-resized image cache folder.")] = None,
     limit_train_batches: Annotated[int | None, typer.Option(help="Cap steps per epoch (smoke runs).")] = None,
     skip_bad: SkipBadOpt = False,
@@ -127,6 +131,7 @@ def train(
                      accelerator=accelerator, seed=seed, patience=patience, val_fraction=val_fraction,
                      test_fraction=test_fraction, num_workers=num_workers,
                      cache_dir=str(cache_dir) if cache_dir else None, limit_train_batches=limit_train_batches,
+                     val_data=str(val_data) if val_data else None, test_data=str(test_data) if test_data else None,
                      skip_bad=skip_bad or None)
     saved = out / "config.yaml"
     try:

@@ -155,3 +155,16 @@ def test_load_image_rejects_tiny(tmp_path: Path) -> None:
     Image.new("RGB", (8, 8)).save(tmp_path / "t.png")
     with pytest.raises(ImageError, match="too small"):
         load_image(tmp_path / "t.png")
+
+
+def test_pre_resized_cache(tiny_isic: Path, tmp_path: Path) -> None:
+    from dermascan.data.datasets import cache_images
+
+    frame = read_dataset(tiny_isic).frame
+    cached = cache_images(frame, tmp_path / "cache", short_side=20)
+    assert all(Path(p).parent == tmp_path / "cache" / "short20" for p in cached["path"])
+    assert Image.open(cached["path"].iat[0]).size == (20, 20)
+    mtimes = [Path(p).stat().st_mtime_ns for p in cached["path"]]
+    again = cache_images(frame, tmp_path / "cache", short_side=20)  # second call reuses the files
+    assert list(again["path"]) == list(cached["path"])
+    assert [Path(p).stat().st_mtime_ns for p in again["path"]] == mtimes

@@ -156,3 +156,20 @@ def test_ddp_two_cpu_processes(tiny_isic: Path, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     assert "world_size: 2" in result.stderr or "Initializing distributed: GLOBAL_RANK: 1" in result.stderr
     assert len(pd.read_csv(run / "history.csv")) == 1
+
+
+def test_official_validation_and_test_folders_are_used_whole(tiny_isic: Path, tmp_path: Path) -> None:
+    from tests.conftest import write_tiny_isic
+
+    val = write_tiny_isic(tmp_path / "val", per_class=3, first_id=1000)
+    test = write_tiny_isic(tmp_path / "test", per_class=3, first_id=2000)
+    run = tmp_path / "official"
+    _train("--data", str(tiny_isic), "--val-data", str(val), "--test-data", str(test), "--out", str(run),
+           "--epochs", "1")
+    splits = pd.read_csv(run / "splits.csv")
+    assert set(splits.loc[splits["split"] == "val", "image_id"]) == {f"ISIC_{1000 + i:07d}" for i in range(21)}
+    assert set(splits.loc[splits["split"] == "test", "image_id"]) == {f"ISIC_{2000 + i:07d}" for i in range(21)}
+    assert set(splits.loc[splits["split"] == "train", "image_id"]) == {f"ISIC_{i:07d}" for i in range(42)}
+    result = runner.invoke(app, ["evaluate", "--run", str(run), "--out", str(tmp_path / "e")])
+    assert result.exit_code == 0, result.output
+    assert len(pd.read_csv(tmp_path / "e" / "predictions.csv")) == 21

@@ -153,6 +153,23 @@ def read_dataset(
     return DermoscopyIndex(root, layout, frame, skipped, has_lesions)
 
 
+def read_datasets(roots: list[str | Path], *, skip_bad: bool = False, progress: bool = False) -> DermoscopyIndex:
+    """Read several folders as one index (e.g. the ISIC 2018 training, validation and test folders).
+
+    Raises:
+        DatasetError: an image id appears in two folders.
+    """
+    if len(roots) == 1:
+        return read_dataset(roots[0], skip_bad=skip_bad, progress=progress)
+    parts = [read_dataset(r, skip_bad=skip_bad, progress=progress) for r in roots]
+    frame = pd.concat([p.frame for p in parts], ignore_index=True)
+    dup = frame["image_id"][frame["image_id"].duplicated()]
+    if len(dup):
+        raise DatasetError(f"image ids found in more than one of {[str(r) for r in roots]}: {dup.head(5).tolist()}")
+    return DermoscopyIndex(parts[0].root, parts[0].layout, frame, [s for p in parts for s in p.skipped],
+                           all(p.has_lesion_ids for p in parts))
+
+
 # --- ISIC ground truth -------------------------------------------------------------------------------
 
 

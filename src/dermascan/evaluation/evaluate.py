@@ -152,6 +152,14 @@ def prediction_frame(frame: pd.DataFrame, probs: np.ndarray, threshold: float | 
     return out
 
 
+def _read_for(run: Run, data: str | Path | None, progress: bool) -> DermoscopyIndex:
+    """``data`` when given, else every folder the run was trained on (with official val/test folders)."""
+    from dermascan.data.readers import read_datasets
+    from dermascan.training.config import data_folders
+
+    return read_dataset(data, progress=progress) if data else read_datasets(data_folders(run.config), progress=progress)
+
+
 def split_predictions(run: Run, index: DermoscopyIndex, split: str = "test", tta: bool = False,
                       progress: bool = False) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Calibrated per-image predictions of a run on a split, decided at its locked operating point.
@@ -165,7 +173,7 @@ def split_predictions(run: Run, index: DermoscopyIndex, split: str = "test", tta
     if point is None:
         train_data = run.config.get("data")
         same = train_data and Path(train_data).resolve() == Path(index.root).resolve()
-        point = calibrate(run, index if same else read_dataset(train_data), tta=tta, progress=progress)
+        point = calibrate(run, index if same else _read_for(run, None, False), tta=tta, progress=progress)
     frame = select(index, run.splits if split != "all" else None, split)
     probs = apply_temperature(predict_logits(run.loaded, frame, tta=tta, progress=progress), point["temperature"])
     return prediction_frame(frame, probs, point["threshold"]), point
@@ -182,7 +190,7 @@ def audit_errors(run_dir: str | Path, out_dir: str | Path, data: str | Path | No
     from dermascan.evaluation.errors import analyze_errors
 
     run = load_run(run_dir)
-    index = index or read_dataset(data or run.config.get("data"), progress=progress)
+    index = index or _read_for(run, data, progress)
     frame, point = split_predictions(run, index, split, progress=progress)
     return analyze_errors(frame, point["threshold"], out_dir, heatmap_fn=heatmap_fn)
 
@@ -193,7 +201,7 @@ def audit_fairness(run_dir: str | Path, out_dir: str | Path, data: str | Path | 
     from dermascan.evaluation.fairness import fairness_audit
 
     run = load_run(run_dir)
-    index = index or read_dataset(data or run.config.get("data"), progress=progress)
+    index = index or _read_for(run, data, progress)
     frame, point = split_predictions(run, index, split, progress=progress)
     calibration = None
     if split != "val" and run.splits is not None and set(run.splits["image_id"]) <= set(index.frame["image_id"]):
@@ -228,10 +236,10 @@ def evaluate(run_dir: str | Path, out_dir: str | Path, data: str | Path | None =
     out.mkdir(parents=True, exist_ok=True)
     train_data = run.config.get("data")
     if index is None or (data is not None and Path(data) != Path(index.root)):
-        index = read_dataset(data or train_data, progress=progress)
+        index = _read_for(run, data, progress)
     point = run.operating_point()
     if point is None or recalibrate:
-        cal_index = index if data is None or Path(data) == Path(train_data or "") else read_dataset(train_data)
+        cal_index = index if data is None or Path(data) == Path(train_data or "") else _read_for(run, None, False)
         point = calibrate(run, cal_index, target_sensitivity, require_lower_ci, tta=tta, progress=progress)
     frame = select(index, run.splits if split != "all" else None, split)
     logits = predict_logits(run.loaded, frame, tta=tta, progress=progress)

@@ -55,6 +55,9 @@ class TrainConfig:
         devices: number of processes/GPUs; above 1 runs DDP.
         accelerator: ``auto``, ``cpu`` or ``gpu``.
         num_workers: data-loading worker processes (-1: automatic).
+        val_data: optional separate validation folder (e.g. the official ISIC 2018 validation set); it becomes
+            the ``val`` split as it is, instead of a share carved from ``data``.
+        test_data: optional separate test folder, likewise for the ``test`` split.
         cache_dir: optional folder for a pre-resized image cache (real images are 600x450 and larger).
         skip_bad: leave out unreadable images instead of failing.
         limit_train_batches: cap on steps per epoch (tests and smoke runs); None for all.
@@ -87,6 +90,8 @@ class TrainConfig:
     devices: int = 1
     accelerator: str = "auto"
     num_workers: int = -1
+    val_data: str | None = None
+    test_data: str | None = None
     cache_dir: str | None = None
     skip_bad: bool = False
     limit_train_batches: int | None = None
@@ -123,6 +128,12 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown config key(s) {unknown}; valid keys: {sorted(known)}")
         return cls(**d)
+
+
+def data_folders(config: TrainConfig | dict[str, Any]) -> list[str]:
+    """The dataset folders a run reads, in order: ``data``, then ``val_data`` and ``test_data`` when given."""
+    get = config.get if isinstance(config, dict) else lambda k: getattr(config, k)
+    return [str(get(k)) for k in ("data", "val_data", "test_data") if get(k)]
 
 
 def list_presets() -> list[str]:
