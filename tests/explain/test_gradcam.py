@@ -13,15 +13,6 @@ from dermascan.models import LoadedModel, create_model
 from dermascan.taxonomy import CLASSES
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny tensors on a shared 2-core machine: intra-op threads only add synchronisation cost.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def resnet() -> torch.nn.Module:
     torch.manual_seed(0)

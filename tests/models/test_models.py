@@ -24,16 +24,6 @@ from dermascan.taxonomy import NUM_CLASSES
 FAST_SIZE = {"resnet18": 64, "resnet50": 64, "vit_b_16": 32, "vit_tiny": 32}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Intra-op threads only add synchronisation cost on these tiny tensors (100x slower on a busy 2-core
-    # machine); restored afterwards so other modules are unaffected.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)

@@ -22,14 +22,6 @@ from dermascan.models import (
 from dermascan.taxonomy import NUM_CLASSES
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: threads only add overhead on a shared 2-core machine
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture
 def hub_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An empty torch hub cache (TORCH_HOME is read by torch.hub.get_dir() on every call)."""
