@@ -96,3 +96,22 @@ def test_bench_command(tiny_run: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "bench.json").read_text())
     assert report and "onnxruntime" in result.output and "torch" in result.output
+
+
+def test_errors_and_fairness_commands(tiny_run: Path, tmp_path: Path) -> None:
+    import json
+
+    result = runner.invoke(app, ["errors", "--run", str(tiny_run), "--out", str(tmp_path / "err")])
+    assert result.exit_code == 0, result.output
+    errors = json.loads((tmp_path / "err" / "errors.json").read_text())
+    assert errors["n_false_negatives"] == len(errors["false_negatives"])
+    assert errors["by_size"]["source"] == "diameter_mm" and (tmp_path / "err" / "gallery.png").exists()
+
+    result = runner.invoke(app, ["fairness", "--run", str(tiny_run), "--out", str(tmp_path / "fair")])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "fair" / "fairness.json").read_text())
+    groups = report["attributes"]["fitzpatrick"]["groups"]
+    assert set(groups) <= {"I", "II", "III", "IV", "V", "VI"}
+    for g in groups.values():
+        assert {"sensitivity", "specificity", "auroc", "flag", "significant", "status"} <= set(g)
+    assert report["summary"] and (tmp_path / "fair" / "fairness.html").exists()
