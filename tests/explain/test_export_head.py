@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from dermascan.explain import attention_maps, grad_cam, heatmap_model, normalize_map
+from dermascan.explain.export_head import UnsupportedArchitectureError
 from dermascan.models import create_model
 
 
@@ -72,7 +73,7 @@ def test_unsupported_architecture_says_what_to_use() -> None:
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return x.mean((2, 3))
 
-    with pytest.raises(NotImplementedError, match="grad_cam"):
+    with pytest.raises(UnsupportedArchitectureError, match="grad_cam"):
         heatmap_model(Tiny())
 
 

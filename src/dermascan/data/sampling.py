@@ -55,18 +55,14 @@ def class_weights(counts: Sequence[int] | np.ndarray, scheme: str = "inverse", c
     return w
 
 
-class ShardedShuffleSampler(Sampler[int]):
-    """A fresh permutation each epoch from ``(seed, epoch)``, split across ranks (padded to equal shards).
+class _EpochShardSampler(Sampler[int]):
+    """Shared plumbing: ``per_rank`` draws per epoch, an epoch counter, a generator seeded by (seed, epoch)."""
 
-    Like :class:`torch.utils.data.DistributedSampler`, but the epoch can be set at construction, so a
-    loader built for a resumed run starts in the right epoch before Lightning calls :meth:`set_epoch`.
-    """
-
-    def __init__(self, n: int, seed: int = 0, rank: int = 0, world_size: int = 1, epoch: int = 0) -> None:
+    def __init__(self, total: int, seed: int, rank: int, world_size: int, epoch: int) -> None:
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is not in [0, {world_size})")
-        self.n, self.seed, self.rank, self.world_size, self.epoch = n, seed, rank, world_size, epoch
-        self.per_rank = math.ceil(n / world_size)
+        self.seed, self.rank, self.world_size, self.epoch = seed, rank, world_size, epoch
+        self.per_rank = math.ceil(total / world_size)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -74,9 +70,23 @@ class ShardedShuffleSampler(Sampler[int]):
     def __len__(self) -> int:
         return self.per_rank
 
+    def _generator(self) -> torch.Generator:
+        return torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+
+
+class ShardedShuffleSampler(_EpochShardSampler):
+    """A fresh permutation each epoch from ``(seed, epoch)``, split across ranks (padded to equal shards).
+
+    Like :class:`torch.utils.data.DistributedSampler`, but the epoch can be set at construction, so a
+    loader built for a resumed run starts in the right epoch before Lightning calls :meth:`set_epoch`.
+    """
+
+    def __init__(self, n: int, seed: int = 0, rank: int = 0, world_size: int = 1, epoch: int = 0) -> None:
+        super().__init__(n, seed, rank, world_size, epoch)
+        self.n = n
+
     def __iter__(self) -> Iterator[int]:
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        order = torch.randperm(self.n, generator=g)
+        order = torch.randperm(self.n, generator=self._generator())
         order = torch.cat([order, order[: self.per_rank * self.world_size - self.n]])  # pad to equal shards
         return iter(order[self.rank :: self.world_size].tolist())
 
@@ -106,7 +116,7 @@ class SeededSampler(Sampler[tuple[int, int]]):
             yield i, (base + pos) % (2**62)
 
 
-class BalancedSampler(Sampler[int]):
+class BalancedSampler(_EpochShardSampler):
     """Draw indices with replacement so that each class is seen equally often, sharded across ranks.
 
     Every rank draws the same global sequence from ``(seed, epoch)`` and keeps every ``world_size``-th
@@ -131,22 +141,13 @@ class BalancedSampler(Sampler[int]):
         epoch: int = 0,
     ) -> None:
         labels = np.asarray(labels, dtype=np.int64)
-        if not 0 <= rank < world_size:
-            raise ValueError(f"rank {rank} is not in [0, {world_size})")
         per_class = class_weights(class_counts(labels)) if weights is None else np.asarray(weights, float)
         self.sample_weights = torch.as_tensor(per_class[labels], dtype=torch.float64)
         self.num_samples = num_samples or len(labels)
-        self.per_rank = math.ceil(self.num_samples / world_size)
-        self.seed, self.rank, self.world_size, self.epoch = seed, rank, world_size, epoch
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return self.per_rank
+        super().__init__(self.num_samples, seed, rank, world_size, epoch)
 
     def __iter__(self) -> Iterator[int]:
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        g = self._generator()
         total = self.per_rank * self.world_size
         idx = torch.multinomial(self.sample_weights, total, replacement=True, generator=g)
         return iter(idx[self.rank :: self.world_size].tolist())

@@ -138,6 +138,10 @@ class TimmViTAttention(_HeatmapModel):
         return logits, maps.reshape(-1, 1, *self.grid)  # (B, 1, h, w)
 
 
+
+class UnsupportedArchitectureError(ValueError):
+    """The architecture has no single-pass heat-map head (its head is not pool + linear, or no CLS attention)."""
+
 def _timm_cnn_supported(model: nn.Module) -> bool:
     pool = getattr(model, "global_pool", None)
     head = model.get_classifier() if hasattr(model, "get_classifier") else None
@@ -172,7 +176,7 @@ def heatmap_model(model: nn.Module) -> nn.Module:
     head, timm ``VisionTransformer`` with standard attention blocks (class and register tokens handled).
 
     Raises:
-        NotImplementedError: another architecture (its head is not pool + linear, or its attention is not the
+        UnsupportedArchitectureError: another architecture (its head is not pool + linear, or its attention is not the
             standard one); the message names the fallback.
     """
     if isinstance(model, ResNet):
@@ -183,7 +187,7 @@ def heatmap_model(model: nn.Module) -> nn.Module:
         return TimmCNNCAM(model)
     if _timm_vit_supported(model):
         return TimmViTAttention(model)
-    raise NotImplementedError(
+    raise UnsupportedArchitectureError(
         f"no single-pass heat-map head for {type(model).__name__} ({getattr(model, 'arch', 'unknown arch')}): "
         "supported are torchvision ResNet/ViT, timm ResNet (avg pool) and timm VisionTransformer; use "
         "dermascan.explain.grad_cam or attention_maps on the eager model instead"

@@ -317,11 +317,11 @@ class TorchBackend(Backend):
 def with_heatmap_head(model: nn.Module) -> tuple[nn.Module, str | None]:
     """``(heatmap_model(model), kind)`` when the architecture has a single-pass heat-map head, else
     ``(model, None)`` (then predictions come without heat maps)."""
-    from dermascan.explain import heatmap_model
+    from dermascan.explain.export_head import UnsupportedArchitectureError, heatmap_model
 
     try:
         wrapped = heatmap_model(model)
-    except NotImplementedError as e:
+    except UnsupportedArchitectureError as e:
         log.warning("no heat maps for this model: %s", e)
         return model, None
     return wrapped.eval(), str(wrapped.kind)
