@@ -32,3 +32,12 @@ def test_demo_writes_summary_and_index(tmp_path: Path) -> None:
     assert (tmp_path / "demo" / "heatmaps" / "cnn_focal_sqrt.png").exists()
     for path in ("errors/errors.html", "errors/gallery.png", "fairness/fairness.json", "fairness/fairness.html"):
         assert (tmp_path / "demo" / path).exists(), path
+    dep = saved["deployment"]
+    assert {r["bundle"] for r in dep["parity"]} >= {"bundle"} and all(r["n_images"] > 0 for r in dep["parity"])
+    # The int8 bundle is either written (and passed the gate) or its refusal is reported, never a crash.
+    if dep["int8"].endswith("bundle-int8"):
+        assert all(r["passed"] for r in dep["parity"] if r["bundle"] == "bundle-int8")
+    else:
+        assert dep["int8"].startswith("int8 export refused")
+    bench = (tmp_path / "demo" / "bench.txt").read_text()
+    assert "eager-pipeline" in bench and "openvino" in bench and "Parity with the eager model" in page

@@ -307,17 +307,28 @@ def export(
     run: RunOpt,
     out: OutOpt,
     format: Annotated[str, typer.Option("--format", help="onnx (main artifact) or torchscript.")] = "onnx",
-    precision: Annotated[str, typer.Option(help="fp32, fp16 or bf16 (see dermascan.export).")] = "fp32",
+    precision: Annotated[str, typer.Option(help="fp32, fp16, bf16 or int8 (ONNX only; see dermascan.export).")]
+    = "fp32",
     name: Annotated[str | None, typer.Option(help="Model name (default dermascan-<arch>).")] = None,
     version: Annotated[str | None, typer.Option(help="Model version (default <run>-<date>).")] = None,
+    parity_images: Annotated[Path | None, typer.Option(help="Folder of images for the parity check "
+                                                            "(default: the run's validation split).")] = None,
+    calibration_images: Annotated[Path | None, typer.Option(help="int8: folder of images that fit the activation "
+                                                                 "ranges (default: the run's training split).")]
+    = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing bundle folder.")] = False,
 ) -> None:
     """Export a run to a checksummed bundle; fails when parity against the eager model fails."""
     from dermascan.export import ExportParityError, export_bundle
     from dermascan.inference import load_bundle
 
+    for folder in (parity_images, calibration_images):
+        if folder is not None and not folder.is_dir():
+            raise _fail(f"{folder} is not a folder of images")
     try:
         path = export_bundle(run, out, fmt=format, precision=precision, name=name, version=version,
+                             parity_images=[parity_images] if parity_images else None,
+                             calibration_images=[calibration_images] if calibration_images else None,
                              overwrite=overwrite)
     except ExportParityError as e:
         raise _fail(f"parity check failed, bundle not written: {e}") from e
@@ -339,12 +350,14 @@ def bench(
     = None,
     image: Annotated[Path | None, typer.Option(help="Test image (default: a synthetic 1024x768 JPEG).")] = None,
     repeats: Annotated[int, typer.Option(help="Timed single-image predictions per runtime.")] = 30,
+    rounds: Annotated[int, typer.Option(help="Measure every runtime this many times, in rotated order, and pool "
+                                             "(steadier ratios on a busy machine).")] = 1,
 ) -> None:
     """Latency per stage (p50/p95/p99), throughput and peak memory per runtime, eager PyTorch as reference."""
     from dermascan.export.benchmark import format_table, run_benchmark
 
     try:
-        report = run_benchmark(bundle, runtimes=runtime, out_json=out, image=image, repeats=repeats)
+        report = run_benchmark(bundle, runtimes=runtime, out_json=out, image=image, repeats=repeats, rounds=rounds)
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         raise _fail(str(e)) from e
     typer.echo(format_table(report))

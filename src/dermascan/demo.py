@@ -145,15 +145,27 @@ def _audit(out: Path, winner: str, evals: dict[str, Path], index: Any, steps: _S
 
 
 def _deployment(out: Path, winner: str, eval_dir: Path, steps: _Steps) -> dict[str, Any]:
-    """Export the winner to an ONNX bundle (parity-checked), predict a few test images through it, benchmark it."""
+    """Export the winner to an ONNX bundle (parity-checked), predict a few test images through it, benchmark it;
+    also try an int8 bundle, which must pass the same parity gate on the trained model's validation images."""
     import pandas as pd
 
-    from dermascan.export import export_bundle
+    from dermascan.export import ExportParityError, export_bundle
     from dermascan.export.benchmark import format_table, run_benchmark
     from dermascan.inference import Predictor
 
     bundle = steps.run("export bundle", lambda: export_bundle(out / "runs" / winner, out / "bundle", overwrite=True,
                                                               max_parity_images=400))
+
+    def export_int8() -> Path | str:
+        try:
+            return export_bundle(out / "runs" / winner, out / "bundle-int8", precision="int8", overwrite=True,
+                                 max_parity_images=400)
+        except ExportParityError as e:  # a finding, not a crash: the fp32 bundle is the one deployed
+            return f"int8 export refused: {e}"
+
+    int8 = steps.run("export int8 bundle", export_int8)
+    parity = [{"bundle": b.name, **r} for b in (bundle, int8) if isinstance(b, Path)
+              for r in json.loads((b / "manifest.json").read_text())["parity"]]
     detail = pd.read_csv(eval_dir / "predictions_detail.csv")
     sample = pd.concat([detail[detail["dx"] == "MEL"].head(3), detail[detail["dx"] != "MEL"].head(3)])
 
@@ -167,10 +179,16 @@ def _deployment(out: Path, winner: str, eval_dir: Path, steps: _Steps) -> dict[s
 
     predictions = steps.run("predict through the bundle", predict)
     report = steps.run("latency benchmark", lambda: run_benchmark(
-        bundle, runtimes=["torch", "onnxruntime", "openvino", "openvino:bf16"], repeats=15, batch_sizes=(8,),
+        bundle, runtimes=["onnxruntime", "openvino", "openvino:bf16"], repeats=15, batch_sizes=(8,),
         out_json=out / "bench.json"))
-    _io.write_text(out / "bench.txt", format_table(report) + "\n")
-    return {"bundle": str(bundle), "predictions": predictions, "bench_table": format_table(report)}
+    tables = [format_table(report)]
+    if isinstance(int8, Path):
+        report8 = steps.run("latency benchmark, int8", lambda: run_benchmark(
+            int8, runtimes=["onnxruntime", "openvino"], repeats=15, batch_sizes=(8,), out_json=out / "bench-int8.json"))
+        tables.append(format_table(report8))
+    _io.write_text(out / "bench.txt", "\n\n".join(tables) + "\n")
+    return {"bundle": str(bundle), "int8": str(int8), "parity": parity, "predictions": predictions,
+            "bench_table": "\n\n".join(tables)}
 
 
 def _pick_winner(evals: dict[str, Path]) -> str:
@@ -276,9 +294,17 @@ def _deployment_html(out: Path, dep: dict[str, Any] | None) -> str:
              p.get("risk_band")) for p in dep["predictions"]]
     overlays = "".join(h.image(Path(p["heatmap"]).relative_to(out), Path(p["image"]).name)
                        for p in dep["predictions"] if p.get("heatmap"))
+    parity = [(r["bundle"], r["runtime"], r["compute_precision"], r["n_images"], f"{r['max_abs_prob_diff']:.1e}",
+               f"{r['primary_agreement']:.1%}", f"{r['flag_agreement']:.1%}", "pass" if r["passed"] else "FAIL")
+              for r in dep.get("parity", [])]
+    int8 = dep.get("int8", "")
+    int8_note = "" if not int8 or Path(int8).name == "bundle-int8" else h.paragraph(int8)
     return (h.paragraph(f"The production candidate was exported to {Path(dep['bundle']).name}/ (ONNX, checksummed, "
                         "parity-checked on validation images) and run on six test images through the Predictor.")
             + h.table(["image", "truth", "primary", "melanoma risk", "flag", "risk band"], rows)
+            + "<h3>Parity with the eager model (validation images)</h3>"
+            + h.table(["bundle", "runtime", "computes in", "images", "max |dp|", "primary agrees", "flag agrees",
+                       "gate"], parity) + int8_note
             + f'<div class="grid">{overlays}</div>'
             + "<h3>Latency (batch 1, per stage, this machine)</h3><pre>" + html_escape(dep["bench_table"]) + "</pre>")
 

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from dermascan.export.benchmark import (
+    PLAIN_EAGER,
     format_table,
     parse_spec,
     percentiles,
@@ -32,7 +33,7 @@ def test_isolated_runs_side_by_side_with_the_eager_reference(bundle: Path, tmp_p
                            batch_sizes=(2,), throughput_repeats=1, threads=1)
     assert json.loads(out.read_text())["results"] == json.loads(json.dumps(report["results"]))
     by_spec = {r["spec"]: r for r in report["results"]}
-    assert list(by_spec) == ["torch", "onnxruntime"]  # the reference is added first
+    assert list(by_spec) == [PLAIN_EAGER, "torch", "onnxruntime"]  # the references are added first
     assert report["skipped"] == {"torchscript": "needs a torchscript bundle, this one is onnx"}
     for r in by_spec.values():
         assert "error" not in r, r
@@ -40,10 +41,13 @@ def test_isolated_runs_side_by_side_with_the_eager_reference(bundle: Path, tmp_p
         assert {"p50", "p95", "p99"} <= set(r["latency_ms"]["total"]) and r["heatmap"]
         assert r["throughput_img_s"]["2"] > 0 and r["peak_rss_mib"] > 0
     assert by_spec["torch"]["speedup_p50"] == pytest.approx(1.0)
+    assert by_spec[PLAIN_EAGER]["speedup_vs_pipeline_p50"] == pytest.approx(1.0)
+    assert by_spec[PLAIN_EAGER]["runtime"] == PLAIN_EAGER and by_spec[PLAIN_EAGER]["torch_imported"]
+    assert by_spec["onnxruntime"]["speedup_vs_pipeline_p50"] > 0
     assert by_spec["torch"]["torch_imported"] and not by_spec["onnxruntime"]["torch_imported"]  # own processes
     assert report["image"]["size"] == [1024, 768] and report["reference"] == "torch"
     table = format_table(report)
-    assert "onnxruntime" in table and "torchscript" in table and "x eager" in table
+    assert "onnxruntime" in table and "torchscript" in table and "x eager" in table and "x plain" in table
 
 
 def test_in_process_run(bundle: Path) -> None:
@@ -51,8 +55,25 @@ def test_in_process_run(bundle: Path) -> None:
     report = run_benchmark(bundle, runtimes=["openvino:bf16"], image=image, repeats=2, warmup=1, batch_sizes=(),
                            isolate=False)
     specs = [r["spec"] for r in report["results"]] + list(report["skipped"])
-    assert specs[0] == "torch" and "openvino:bf16" in specs
+    assert specs[:2] == [PLAIN_EAGER, "torch"] and "openvino:bf16" in specs
     assert report["image"]["size"] == [320, 240] and report["settings"]["isolate"] is False
+
+
+def test_rounds_pool_samples_and_keep_each_rounds_speedup(bundle: Path) -> None:
+    image = synthetic_jpeg(320, 240)
+    report = run_benchmark(bundle, runtimes=["onnxruntime"], image=image, repeats=2, warmup=1, batch_sizes=(2,),
+                           throughput_repeats=1, isolate=False, rounds=2, threads=1)
+    by_spec = {r["spec"]: r for r in report["results"]}
+    assert list(by_spec) == [PLAIN_EAGER, "torch", "onnxruntime"] and report["settings"]["rounds"] == 2
+    for r in by_spec.values():
+        assert r["repeats"] == 4 and r["rounds"] == 2
+        assert all(len(v) == 4 for v in r["samples_ms"].values())
+    ort = by_spec["onnxruntime"]
+    assert len(ort["speedup_p50_rounds"]) == 2 and all(x > 0 for x in ort["speedup_p50_rounds"])
+    assert ort["latency_ms"]["total"] == percentiles(ort["samples_ms"]["total"])
+    assert "2 rounds" in format_table(report)
+    with pytest.raises(ValueError, match="rounds"):
+        run_benchmark(bundle, runtimes=["onnxruntime"], rounds=0)
 
 
 def test_specs_and_statistics(bundle: Path) -> None:

@@ -6,28 +6,14 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
-import yaml
 
-from dermascan.export import ExportParityError, export_bundle, validation_images
+from dermascan.export import ExportParityError, export_bundle, split_images
 from dermascan.export import parity as parity_lib
 from dermascan.export.benchmark import random_run, synthetic_jpeg
 from dermascan.export.parity import FP32_PROB_TOL, MIN_AGREEMENT, compare, passes, prepare_batches
 from dermascan.inference import Predictor
-
-
-@pytest.fixture
-def run_with_data(tiny_isic: Path, tmp_path: Path) -> tuple[Path, list[str]]:
-    """A random-weight run whose config.yaml and splits.csv point at a tiny ISIC folder."""
-    run = random_run(tmp_path / "run", "resnet18", image_size=32)
-    (run / "config.yaml").write_text(yaml.safe_dump({"arch": "resnet18", "data": str(tiny_isic)}))
-    ids = sorted(p.stem for p in (tiny_isic / "images").glob("*.jpg"))
-    val = ids[3:8]
-    splits = pd.DataFrame({"image_id": ids, "lesion_id": ids, "split": ["val" if i in val else "train" for i in ids]})
-    splits.to_csv(run / "splits.csv", index=False)
-    return run, val
 
 
 def test_criteria() -> None:
@@ -70,14 +56,16 @@ def test_perturbed_model_fails_fp32_but_passes_on_decisions(tmp_path: Path) -> N
 
 def test_default_parity_images_are_the_validation_split(run_with_data: tuple[Path, list[str]]) -> None:
     run, val = run_with_data
-    paths = validation_images(run)
+    paths = split_images(run)
     assert [p.stem for p in paths] == val and all(p.is_file() for p in paths)
 
 
 def test_run_without_splits_needs_parity_images(tmp_path: Path) -> None:
     run = random_run(tmp_path / "run", "resnet18", image_size=32)
-    with pytest.raises(ValueError, match="parity_images"):
-        validation_images(run)
+    with pytest.raises(ValueError, match="--parity-images"):
+        split_images(run)
+    with pytest.raises(ValueError, match="--calibration-images"):
+        split_images(run, "train")
 
 
 def test_failed_parity_fails_the_export_and_writes_nothing(

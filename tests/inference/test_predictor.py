@@ -248,6 +248,12 @@ def test_runtime_choice(onnx_bundle: Path) -> None:
         Predictor.from_path(onnx_bundle, runtime="torchscript")
 
 
+def test_onnxruntime_threads_do_not_spin_between_calls(onnx_bundle: Path) -> None:
+    # Spinning idle threads steal the clinic's few cores from decoding and rendering (see OnnxRuntimeBackend).
+    session = Predictor.from_path(onnx_bundle, runtime="onnxruntime").backend.session
+    assert session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"
+
+
 def test_onnx_serving_path_never_imports_torch(onnx_bundle: Path) -> None:
     runtimes = ["onnxruntime"] + (["openvino"] if available_runtimes()["openvino"] is None else [])
     code = (

@@ -1,6 +1,6 @@
 """Export a trained run to a deployable bundle, check it against the eager model, and benchmark it.
 
-``export_bundle(run, out, fmt="onnx"|"torchscript", precision="fp32"|"fp16"|"bf16")`` writes a bundle
+``export_bundle(run, out, fmt="onnx"|"torchscript", precision="fp32"|"fp16"|"bf16"|"int8")`` writes a bundle
 (:mod:`dermascan.inference.bundle`): the model file, the state dict (``weights.safetensors``, for the
 PyTorch runtimes) and ``manifest.json``. Before the bundle appears at ``out`` it is loaded the way a
 deployment loads it (checksums verified, through the :class:`~dermascan.inference.Predictor`) on every
@@ -25,10 +25,18 @@ bf16       the fp32 graph (ONNX convolutions have no   traced after ``.to(bfloat
            bf16 type); OpenVINO computes in bf16       float32 casts (oneDNN bf16 on CPUs with
            (native with AVX512_BF16 or AMX), ONNX      AVX512_BF16/AMX)
            Runtime in fp32.
+int8       CNNs: the fp32 graph quantized after        refused (quantize an ONNX bundle)
+           training (QDQ form, :mod:`dermascan.export.
+           quantize`), calibrated on the run's
+           training images; OpenVINO and ONNX Runtime
+           run int8 kernels (AVX512-VNNI, AMX). ViTs
+           are refused: their attention map does not
+           survive int8 on OpenVINO.
 =========  ==========================================  ==============================================
 
-Parity criteria: fp32, probabilities within 1e-4 of the eager model; fp16/bf16, the primary diagnosis and
-the melanoma flag agree on at least 99.5% of the validation images.
+Parity criteria: fp32, probabilities within 1e-4 of the eager model; fp16/bf16/int8, the primary diagnosis
+and the melanoma flag agree on at least 99.5% of the validation images. The PyTorch runtimes run an int8
+bundle's fp32 weights (``weights.safetensors``), in fp32.
 
 This package imports torch only inside the functions that export; the benchmark worker
 (``python -m dermascan.export.benchmark``) stays torch-free for the ONNX runtimes.
@@ -49,7 +57,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from dermascan.export.parity import ExportParityError, ParityReport
+from dermascan.export.quantize import DEFAULT_CALIBRATION_IMAGES, QuantizationError
 from dermascan.inference.bundle import (
     MANIFEST_NAME,
     MODEL_FILES,
@@ -68,7 +79,7 @@ from dermascan.taxonomy import API_NAMES, MELANOMA_INDEX
 if TYPE_CHECKING:
     from torch import nn
 
-    from dermascan.inference.predictor import ImageInput
+    from dermascan.inference.predictor import ImageInput, Predictor
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +97,8 @@ def export_bundle(
     include_weights: bool = True,
     parity_runtimes: Sequence[str] | None = None,
     max_parity_images: int | None = None,
+    calibration_images: Sequence[ImageInput] | None = None,
+    max_calibration_images: int = DEFAULT_CALIBRATION_IMAGES,
     overwrite: bool = False,
 ) -> Path:
     """Export a run (or a checkpoint) to a verified bundle at ``out_dir``.
@@ -95,7 +108,7 @@ def export_bundle(
             ``.ckpt`` file.
         out_dir: bundle folder to create (must not exist, or be empty, unless ``overwrite``).
         fmt: ``onnx`` (the main artifact) or ``torchscript``.
-        precision: ``fp32``, ``fp16`` or ``bf16`` (see the module docstring for what each means).
+        precision: ``fp32``, ``fp16``, ``bf16`` or ``int8`` (see the module docstring for what each means).
         parity_images: images for the parity check (paths, folders of images, bytes, PIL, arrays). Default: the
             run's validation split (``splits.csv`` + the dataset named by ``config.yaml``).
         name: model name (default ``dermascan-<arch>``).
@@ -104,6 +117,9 @@ def export_bundle(
         include_weights: also store the state dict, so the bundle runs on eager PyTorch / torch.compile.
         parity_runtimes: runtimes to check (default: every one present that serves this format and precision).
         max_parity_images: use at most this many parity images (the first ones, in split order).
+        calibration_images: ``int8`` only: images that fit the activation ranges (same kinds as
+            ``parity_images``). Default: the run's training split; never the parity images.
+        max_calibration_images: ``int8`` only: use at most this many calibration images (spread evenly).
         overwrite: replace an existing bundle at ``out_dir``.
 
     Returns:
@@ -112,12 +128,16 @@ def export_bundle(
     Raises:
         ExportParityError: the exported model disagrees with the eager model (figures in the message and in
             ``.reports``); nothing is written at ``out_dir``.
-        ValueError: bad ``fmt``/``precision``, no parity images, or ``out_dir`` is in the way.
+        ValueError: bad ``fmt``/``precision``, no parity (or, for int8, calibration) images, or ``out_dir``
+            is in the way.
+        QuantizationError: ``int8`` and the quantizer failed.
     """
     if fmt not in MODEL_FORMATS:
         raise ValueError(f"format must be one of {', '.join(MODEL_FORMATS)}, got {fmt!r}")
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "int8" and fmt != "onnx":
+        raise ValueError("int8 is an ONNX precision (a quantized QDQ graph); export --format onnx --precision int8")
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()) and not (overwrite and is_bundle(out)):
         raise ValueError(
@@ -126,7 +146,12 @@ def export_bundle(
         )
     run_path = Path(run_dir)
     loaded, card, op_raw = load_run(run_path, name, version)
-    images = _expand(parity_images) if parity_images is not None else validation_images(run_path)
+    if precision == "int8" and card.family != "cnn":
+        # Measured: a vit_tiny's last-block attention map on OpenVINO int8 differed from the eager one by 1.0
+        # (normalised, the whole range) while its decisions agreed; a wrong heat map is worse than none.
+        raise ValueError(f"int8 export is for CNNs; {card.arch} is a {card.family} whose attention map does not "
+                         "survive int8 on OpenVINO: use --precision bf16")
+    images = _expand(parity_images) if parity_images is not None else split_images(run_path, "val")
     if max_parity_images is not None:
         images = images[:max_parity_images]
     if not images:
@@ -136,14 +161,22 @@ def export_bundle(
 
     model = loaded.model.eval()
     graph, kind = with_heatmap_head(model) if heatmap else (model, None)
+    calibration = None
+    if precision == "int8":
+        calibration = _calibration_batches(model, card, calibration_images, run_path, max_calibration_images)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        outputs = _write_model(graph, tmp, fmt, precision, card.preprocessing.input_size)
+        outputs = _write_model(graph, tmp, fmt, precision, card.preprocessing.input_size, calibration)
         if include_weights:
             _write_weights(model, tmp / WEIGHTS_FILE)
         manifest = _manifest(card, run_path, loaded.hparams, op_raw, fmt, precision, outputs, kind, include_weights)
+        if calibration is not None:
+            manifest["model"]["quantization"] = {
+                "method": "post-training static, QDQ (onnxruntime.quantization)", "weights": "int8 per channel",
+                "activations": "uint8 per tensor, MinMax", "calibration_images": sum(len(b) for b in calibration),
+            }
         write_manifest(tmp, manifest)
         reports = check_bundle_parity(tmp, model, card, kind, images, precision, parity_runtimes)
         manifest["parity"] = [r.to_dict() for r in reports]
@@ -174,11 +207,8 @@ def check_bundle_parity(
     """
     from dermascan.export.parity import compare, prepare_batches
     from dermascan.inference.predictor import Predictor
-    from dermascan.inference.runtimes import backend_for_model
 
-    backend, _ = backend_for_model(model, "torch", "fp32", "cpu", heatmap=heatmap_kind is not None,
-                                   family=card.family)
-    reference = Predictor(backend, card, heatmap_kind)
+    reference = _reference_predictor(model, card, heatmap_kind)
     batches, errors = prepare_batches(reference, images)
     if errors:
         log.warning("parity: %d image(s) skipped: %s", len(errors), "; ".join(errors[:3]))
@@ -229,8 +259,8 @@ def _parity_device(runtime: str) -> str | None:
     return "cpu" if runtime in ("torch", "torch-compile", "torchscript") else None
 
 
-def validation_images(run_dir: Path) -> list[Path]:
-    """Paths of a run's validation images (``splits.csv`` + the dataset in ``config.yaml``).
+def split_images(run_dir: Path, split: str = "val") -> list[Path]:
+    """Paths of a run's images of one split (``splits.csv`` + the dataset in ``config.yaml``).
 
     Raises:
         ValueError: the run has no splits or its dataset cannot be found, with the fix.
@@ -244,26 +274,26 @@ def validation_images(run_dir: Path) -> list[Path]:
     splits_path, config_path = run_dir / "splits.csv", run_dir / "config.yaml"
     if not splits_path.is_file() or not config_path.is_file():
         raise ValueError(
-            f"{run_dir} has no splits.csv/config.yaml to find validation images; pass parity_images "
-            "(--parity-images DIR)"
+            f"{run_dir} has no splits.csv/config.yaml to find its {split} images; pass them explicitly "
+            f"({'--parity-images' if split == 'val' else '--calibration-images'} DIR)"
         )
     data = (yaml.safe_load(config_path.read_text()) or {}).get("data")
     candidates = [Path(data), run_dir / data] if data else []
     root = next((c for c in candidates if c.is_dir()), None)
     if root is None:
         raise ValueError(
-            f"the dataset of run {run_dir} ({data!r} in config.yaml) is not here; pass parity_images "
-            "(--parity-images DIR) with validation images"
+            f"the dataset of run {run_dir} ({data!r} in config.yaml) is not here; pass its {split} images "
+            f"explicitly ({'--parity-images' if split == 'val' else '--calibration-images'} DIR)"
         )
     import pandas as pd
 
     splits = pd.read_csv(splits_path, dtype={"image_id": str})
-    val_ids = splits.loc[splits["split"] == "val", "image_id"].tolist()
+    ids = splits.loc[splits["split"] == split, "image_id"].tolist()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the reader's lesion-id warning concerns training, not parity
         frame = read_dataset(root, verify_images=False).frame
     paths = dict(zip(frame["image_id"].astype(str), frame["path"], strict=True))
-    return [Path(paths[i]) for i in val_ids if i in paths]
+    return [Path(paths[i]) for i in ids if i in paths]
 
 
 # ------------------------------------------------------------------------------------------ internals
@@ -282,8 +312,44 @@ def _expand(images: Sequence[ImageInput]) -> list[ImageInput]:
     return out
 
 
-def _write_model(graph: nn.Module, folder: Path, fmt: str, precision: str, input_size: int) -> list[str]:
-    if fmt == "onnx":
+def _reference_predictor(model: nn.Module, card: ModelCard, heatmap_kind: str | None) -> Predictor:
+    """The eager fp32 model on CPU behind a Predictor: what parity compares with, and what preprocesses."""
+    from dermascan.inference.predictor import Predictor
+    from dermascan.inference.runtimes import backend_for_model
+
+    backend, _ = backend_for_model(model, "torch", "fp32", "cpu", heatmap=heatmap_kind is not None,
+                                   family=card.family)
+    return Predictor(backend, card, heatmap_kind)
+
+
+def _calibration_batches(model: nn.Module, card: ModelCard, images: Sequence[ImageInput] | None, run_dir: Path,
+                         limit: int) -> list[np.ndarray]:
+    """Preprocessed calibration images for int8, in batches of 8 (default: the run's training split)."""
+    from dermascan.export.parity import prepare_batches
+
+    pool = _expand(images) if images is not None else split_images(run_dir, "train")
+    if limit > 0 and len(pool) > limit:
+        pool = [pool[i] for i in np.linspace(0, len(pool) - 1, limit).round().astype(int)]  # every class region
+    batches, errors = prepare_batches(_reference_predictor(model, card, None), pool, batch_size=8)
+    if errors:
+        log.warning("calibration: %d image(s) skipped: %s", len(errors), "; ".join(errors[:3]))
+    if not batches:
+        raise ValueError("no calibration images could be read for int8: pass calibration_images "
+                         "(--calibration-images DIR, a few hundred training photos)")
+    return batches
+
+
+def _write_model(graph: nn.Module, folder: Path, fmt: str, precision: str, input_size: int,
+                 calibration: list[np.ndarray] | None = None) -> list[str]:
+    if fmt == "onnx" and precision == "int8":
+        from dermascan.export.onnx import export_onnx, output_names
+        from dermascan.export.quantize import quantize_onnx
+
+        fp32 = folder / "model.fp32.onnx"
+        export_onnx(graph, fp32, input_size, "fp32")
+        quantize_onnx(fp32, folder / MODEL_FILES["onnx"], calibration or [])
+        fp32.unlink()  # the bundle ships the quantized graph only (the eager fp32 weights travel apart)
+    elif fmt == "onnx":
         from dermascan.export.onnx import export_onnx, output_names
 
         export_onnx(graph, folder / MODEL_FILES["onnx"], input_size, precision)
@@ -395,9 +461,10 @@ def run_benchmark(*args: Any, **kwargs: Any) -> dict[str, Any]:
 __all__ = [
     "ExportParityError",
     "ParityReport",
+    "QuantizationError",
     "check_bundle_parity",
     "export_bundle",
     "parity_runtimes_for",
     "run_benchmark",
-    "validation_images",
+    "split_images",
 ]

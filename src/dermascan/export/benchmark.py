@@ -8,10 +8,15 @@ p95 and p99 over ``repeats`` runs after ``warmup`` runs. Throughput is images pe
 ``predict`` at larger batches (decoding in 2 threads, as ``dermascan predict`` does).
 
 Runtimes are given as ``runtime[:precision]``: ``torch`` (eager fp32: the reference), ``torch:bf16``,
-``torch-compile``, ``onnxruntime``, ``openvino``, ``openvino:bf16``, ``torchscript``. The reference (eager
-PyTorch fp32 on the bundle's own weights) is always measured in the same run, and every runtime's speed-up
-is the reference's p50 total latency over its own: only the runtime differs between the two, the decoding,
-preprocessing and rendering code is the same.
+``torch-compile``, ``onnxruntime``, ``openvino``, ``openvino:bf16``, ``torchscript``. Two references, both
+on the bundle's own fp32 weights, are measured in the same run:
+
+* ``torch`` (:data:`REFERENCE`): the Predictor on eager PyTorch. Only the runtime differs from the others,
+  the decoding, preprocessing and rendering code is the same: ``speedup_p50`` isolates the runtime.
+* ``eager-pipeline`` (:data:`PLAIN_EAGER`): the plain eager-PyTorch pipeline, as ``dermascan explain`` runs a
+  checkpoint and as a research script would: PIL decode, torchvision's eval transform on tensors, a forward
+  and a backward pass for Grad-CAM (a ViT: a forward pass that keeps its attention), then the same
+  rendering. ``speedup_vs_pipeline_p50`` is what serving a bundle gains over it.
 
 Peak memory, measured fairly: each runtime runs in its own fresh Python process (``isolate=True``, the
 default), one after the other so they never compete for the cores. The worker reads its peak resident set
@@ -40,9 +45,11 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+#: The plain eager-PyTorch pipeline (see the module docstring); not a runtime of the Predictor.
+PLAIN_EAGER = "eager-pipeline"
 #: Runtimes measured by default (those not present, or not able to run the bundle, are skipped).
-DEFAULT_SPECS = ("torch", "torch:bf16", "onnxruntime", "openvino", "openvino:bf16")
-#: The reference every speed-up is relative to: eager PyTorch, fp32.
+DEFAULT_SPECS = (PLAIN_EAGER, "torch", "torch:bf16", "onnxruntime", "openvino", "openvino:bf16")
+#: The reference ``speedup_p50`` is relative to: the Predictor on eager PyTorch, fp32.
 REFERENCE = "torch"
 STAGES = ("decode", "preprocess", "inference", "heatmap", "total")
 
@@ -69,8 +76,10 @@ def synthetic_jpeg(width: int = 1024, height: int = 768, seed: int = 0, quality:
 def random_run(out_dir: str | os.PathLike[str], arch: str, image_size: int | None = None, seed: int = 0) -> Path:
     """A run folder with a random-weight checkpoint of ``arch`` (``best.ckpt``), for timing and tests.
 
-    The head is re-drawn when it is all zeros (torchvision ViTs start with a zero head, whose constant
-    logits would make parity and heat maps meaningless).
+    The head is re-drawn with a wide spread (std 0.5): torchvision ViTs start with a zero head, whose constant
+    logits make parity and heat maps meaningless, and a default-initialised head gives near-uniform
+    probabilities whose argmax flips at the slightest rounding, unlike a trained model's, so reduced-precision
+    parity (decisions) would test the initialisation instead of the export.
 
     Returns:
         The run folder.
@@ -83,9 +92,8 @@ def random_run(out_dir: str | os.PathLike[str], arch: str, image_size: int | Non
     torch.manual_seed(seed)
     model = create_model(arch, weights="none", image_size=image_size).eval()
     head = model.get_submodule(model_info(arch)["classifier"])
-    if not bool(head.weight.abs().sum()):
-        torch.nn.init.normal_(head.weight, std=0.5)
-        torch.nn.init.normal_(head.bias, std=0.1)
+    torch.nn.init.normal_(head.weight, std=0.5)
+    torch.nn.init.normal_(head.bias, std=0.1)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ckpt = {
@@ -136,7 +144,7 @@ def random_bundle(
         arch: registry architecture.
         image_size: input side (default: the architecture's).
         fmt: ``onnx`` or ``torchscript``.
-        precision: ``fp32``, ``fp16`` or ``bf16``.
+        precision: ``fp32``, ``fp16``, ``bf16`` or ``int8`` (calibrated on 16 other synthetic images).
         heatmap: export the heat-map output.
         operating_point: written as the run's ``operating_point.json`` (``None``: an uncalibrated run).
         parity_runtimes: runtimes checked at export (``None``: all present).
@@ -156,7 +164,9 @@ def random_bundle(
     if operating_point is not None:
         (run / "operating_point.json").write_text(json.dumps(operating_point))
     images = [synthetic_jpeg(96 + 24 * i, 72 + 8 * i, seed=i) for i in range(4)]
+    calibration = [synthetic_jpeg(300 + 8 * i, 240, seed=100 + i) for i in range(16)] if precision == "int8" else None
     return export_bundle(run, bundle, fmt=fmt, precision=precision, parity_images=images, heatmap=heatmap,
+                         calibration_images=calibration,
                          parity_runtimes=list(parity_runtimes) if parity_runtimes is not None else None,
                          overwrite=True)
 
@@ -201,6 +211,8 @@ def current_rss_mib() -> float:
 
 def parse_spec(spec: str) -> tuple[str, str | None]:
     """``"openvino:bf16"`` -> ``("openvino", "bf16")``; ``"torch"`` -> ``("torch", None)``."""
+    if spec == PLAIN_EAGER:
+        return spec, None
     runtime, _, precision = spec.partition(":")
     from dermascan.inference.bundle import PRECISIONS
     from dermascan.inference.runtimes import RUNTIMES
@@ -224,8 +236,11 @@ def measure(bundle_dir: str | os.PathLike[str], spec: str, image: bytes, repeats
     load_before = _loadavg()
     rss_start = current_rss_mib()
     t0 = time.perf_counter()
-    predictor = Predictor.from_path(bundle_dir, runtime=runtime, precision=precision, threads=threads,
-                                    batch_size=max([1, *batch_sizes]))
+    if spec == PLAIN_EAGER:
+        predictor: Any = _PlainEagerPipeline(bundle_dir, threads)
+    else:
+        predictor = Predictor.from_path(bundle_dir, runtime=runtime, precision=precision, threads=threads,
+                                        batch_size=max([1, *batch_sizes]))
     load_s = time.perf_counter() - t0
     heatmap = heatmap and predictor.heatmap_kind is not None
     first = time.perf_counter()
@@ -260,6 +275,7 @@ def measure(bundle_dir: str | os.PathLike[str], spec: str, image: bytes, repeats
         "load_s": load_s,
         "first_call_ms": first_ms,
         "latency_ms": {s: percentiles(v) for s, v in stages.items()},
+        "samples_ms": stages,  # kept so that rounds in several processes can be pooled
         "wall_ms": percentiles(wall),
         "throughput_img_s": throughput,
         "rss_start_mib": rss_start,
@@ -269,6 +285,67 @@ def measure(bundle_dir: str | os.PathLike[str], spec: str, image: bytes, repeats
         # 1-minute load average before and after: above the core count, other processes competed for the CPU.
         "loadavg": [load_before, _loadavg()],
     }
+
+
+class _PlainEagerPipeline:
+    """The plain eager-PyTorch pipeline with the Predictor's ``predict`` interface and stage timings.
+
+    What ``dermascan explain`` does with a checkpoint: :func:`~dermascan.data.io.load_image`, torchvision's
+    :func:`~dermascan.data.transforms.eval_transform`, :func:`~dermascan.explain.run.compute_maps` (Grad-CAM:
+    forward and backward; ViT: attention from the forward pass), softmax, and the Predictor's own rendering
+    (:func:`~dermascan.explain.render.heatmap_on_image`). Images go one at a time, as in that command.
+    "inference" holds the forward and backward passes together (Grad-CAM needs both).
+    """
+
+    def __init__(self, bundle_dir: str | os.PathLike[str], threads: int | None = None) -> None:
+        import torch
+
+        from dermascan.inference.bundle import load_bundle
+        from dermascan.inference.runtimes import torch_model_from_bundle
+
+        if threads:
+            torch.set_num_threads(int(threads))
+        bundle = load_bundle(bundle_dir)
+        self.model = torch_model_from_bundle(bundle)
+        self.preprocessing = bundle.card.preprocessing
+        self.temperature = bundle.card.policy.temperature or 1.0
+        self.heatmap_kind = "gradcam" if bundle.card.family == "cnn" else "attention"
+        self.backend = self
+
+    def describe(self) -> dict[str, Any]:
+        return {"runtime": PLAIN_EAGER, "precision": "fp32", "device": "cpu"}
+
+    def predict(self, images: Sequence[bytes], heatmap: bool = True) -> list[Any]:
+        import torch
+
+        from dermascan.data.io import load_image
+        from dermascan.data.transforms import eval_transform
+        from dermascan.explain.render import heatmap_on_image
+        from dermascan.explain.run import compute_maps
+
+        transform = eval_transform(self.preprocessing)
+        results = []
+        for data in images:
+            t0 = time.perf_counter()
+            rgb = load_image(data)
+            t1 = time.perf_counter()
+            x = transform(rgb)[None]  # (1, 3, S, S)
+            t2 = time.perf_counter()
+            with torch.no_grad():  # Grad-CAM enables gradients inside
+                maps, logits = compute_maps(self.model, x)  # (1, h, w), (1, K)
+            probs = torch.softmax(logits.float() / self.temperature, dim=1)[0].numpy()  # (K,)
+            t3 = time.perf_counter()
+            heatmap_on_image(maps[:1].float().numpy(), 0, rgb.size, self.preprocessing)  # (H, W)
+            t4 = time.perf_counter()
+            timings = {"decode": t1 - t0, "preprocess": t2 - t1, "inference": t3 - t2, "heatmap": t4 - t3}
+            timings = {k: v * 1e3 for k, v in timings.items()}
+            results.append(_Timed({**timings, "total": sum(timings.values())}, probs))
+        return results
+
+
+class _Timed:
+    def __init__(self, timings_ms: dict[str, float], probs: np.ndarray) -> None:
+        self.timings_ms, self.probs = timings_ms, probs
 
 
 def _loadavg() -> float:
@@ -289,45 +366,6 @@ def _measure_isolated(bundle_dir: Path, spec: str, image_path: Path, kwargs: dic
             tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
             return {"spec": spec, "error": f"worker exited with {proc.returncode}: {' | '.join(tail)}"}
         return json.loads(out.read_text())
-
-
-def interleaved_latency(bundle_dir: str | os.PathLike[str], specs: Sequence[str], image: bytes, repeats: int = 30,
-                        warmup: int = 3, heatmap: bool = True) -> dict[str, Any]:
-    """Single-image latency of several runtimes loaded side by side in this process and called in turn.
-
-    On a shared machine the load drifts between the isolated runs of :func:`run_benchmark`; calling the
-    runtimes round-robin (A, B, C, A, B, C ...) exposes them all to the same drift, so their *ratios* are
-    reliable even when the absolute figures are not. Memory is not measured here.
-
-    Returns:
-        ``{"results": {spec: latency_ms[stage][p50|p95|p99|mean|min]}, "speedup_p50": {spec: ref / spec},
-        "loadavg": [before, after]}`` (speed-ups relative to :data:`REFERENCE` when it is among ``specs``).
-    """
-    from dermascan.inference import Predictor
-
-    load_before = _loadavg()
-    predictors = {}
-    for spec in specs:
-        runtime, precision = parse_spec(spec)
-        predictors[spec] = Predictor.from_path(bundle_dir, runtime=runtime, precision=precision)
-    heatmap = heatmap and all(p.heatmap_kind is not None for p in predictors.values())
-    for p in predictors.values():
-        for _ in range(warmup):
-            p.predict([image], heatmap=heatmap)
-    stages: dict[str, dict[str, list[float]]] = {spec: {s: [] for s in STAGES} for spec in specs}
-    for _ in range(repeats):
-        for spec, p in predictors.items():
-            (r,) = p.predict([image], heatmap=heatmap)
-            for s in STAGES:
-                stages[spec][s].append(r.timings_ms.get(s, 0.0))
-    results = {spec: {s: percentiles(v) for s, v in st.items()} for spec, st in stages.items()}
-    out: dict[str, Any] = {"results": results, "heatmap": heatmap, "loadavg": [load_before, _loadavg()]}
-    if REFERENCE in results:
-        ref = results[REFERENCE]["total"]["p50"]
-        out["speedup_p50"] = {spec: ref / r["total"]["p50"] for spec, r in results.items()}
-    for p in predictors.values():
-        p.close()
-    return out
 
 
 def heatmap_cost(bundle_with_maps: str | os.PathLike[str], bundle_without_maps: str | os.PathLike[str], spec: str,
@@ -374,6 +412,12 @@ def runnable_specs(bundle_dir: str | os.PathLike[str], specs: Sequence[str]) -> 
     ok, skipped = [], {}
     for spec in specs:
         runtime, precision = parse_spec(spec)
+        if spec == PLAIN_EAGER:
+            if available["torch"] is not None or not has_weights:
+                skipped[spec] = available["torch"] or "the bundle has no state dict"
+            else:
+                ok.append(spec)
+            continue
         need = REQUIRES[runtime]
         if available[runtime] is not None:
             skipped[spec] = available[runtime]
@@ -421,6 +465,7 @@ def run_benchmark(
     threads: int | None = None,
     timeout: float = 900.0,
     with_reference: bool = True,
+    rounds: int = 1,
 ) -> dict[str, Any]:
     """Benchmark a bundle on several runtimes, side by side, with eager PyTorch as the reference.
 
@@ -438,7 +483,11 @@ def run_benchmark(
         throughput_repeats: timed batches per batch size (median used).
         threads: runtime intra-op threads (``None``: each runtime's default, all cores).
         timeout: seconds per isolated runtime.
-        with_reference: add the eager-PyTorch reference when ``runtimes`` lacks it (for speed-ups).
+        with_reference: add the two references when ``runtimes`` lacks them (for speed-ups): eager PyTorch
+            in the Predictor and the plain eager pipeline.
+        rounds: measure every runtime this many times, in a rotated order each round (A B C, B C A, ...), and
+            pool the rounds: the machine's load drifts over minutes, and rounds expose every runtime to the
+            same drift. Each round's speed-up is kept (``speedup_p50_rounds``) to show the spread.
 
     Returns:
         ``{"bundle", "image", "machine", "reference", "results": [per runtime], "skipped": {spec: why}}``;
@@ -447,31 +496,45 @@ def run_benchmark(
     """
     bundle_dir = Path(bundle_dir)
     specs = list(runtimes) if runtimes is not None else list(DEFAULT_SPECS)
-    if with_reference and REFERENCE not in specs:
-        specs.insert(0, REFERENCE)
+    if with_reference:
+        specs = [PLAIN_EAGER, REFERENCE] + [s for s in specs if s not in (PLAIN_EAGER, REFERENCE)]
     specs, skipped = runnable_specs(bundle_dir, specs)
     data = image if isinstance(image, bytes) else (Path(image).read_bytes() if image else synthetic_jpeg())
     with Image.open(io.BytesIO(data)) as im:
         image_info = {"size": list(im.size), "format": im.format, "bytes": len(data)}
     kwargs = {"repeats": repeats, "warmup": warmup, "batch_sizes": list(batch_sizes), "heatmap": heatmap,
               "throughput_repeats": throughput_repeats, "threads": threads}
-    results = []
+    if rounds < 1:
+        raise ValueError(f"rounds must be at least 1, got {rounds}")
+    by_round: list[dict[str, dict[str, Any]]] = []
     with tempfile.TemporaryDirectory() as tmp:
         image_path = Path(tmp) / "image.bin"
         image_path.write_bytes(data)
-        for spec in specs:
-            if isolate:
-                results.append(_measure_isolated(bundle_dir, spec, image_path, kwargs, timeout))
-            else:
-                try:
-                    results.append(measure(bundle_dir, spec, data, **kwargs))
-                except Exception as e:  # one broken runtime must not hide the others' figures
-                    results.append({"spec": spec, "error": f"{type(e).__name__}: {e}"})
+        for k in range(rounds):
+            shift = k % len(specs) if specs else 0
+            this_round = {}
+            for spec in specs[shift:] + specs[:shift]:
+                if isolate:
+                    this_round[spec] = _measure_isolated(bundle_dir, spec, image_path, kwargs, timeout)
+                else:
+                    try:
+                        this_round[spec] = measure(bundle_dir, spec, data, **kwargs)
+                    except Exception as e:  # one broken runtime must not hide the others' figures
+                        this_round[spec] = {"spec": spec, "error": f"{type(e).__name__}: {e}"}
+            by_round.append(this_round)
+    results = [_pool([r[spec] for r in by_round]) for spec in specs]
     ref = next((r for r in results if r["spec"] == REFERENCE and "error" not in r), None)
+    plain = next((r for r in results if r["spec"] == PLAIN_EAGER and "error" not in r), None)
     for r in results:
+        if "error" not in r and plain is not None:
+            r["speedup_vs_pipeline_p50"] = plain["latency_ms"]["total"]["p50"] / r["latency_ms"]["total"]["p50"]
         if "error" not in r and ref is not None:
             r["speedup_p50"] = ref["latency_ms"]["total"]["p50"] / r["latency_ms"]["total"]["p50"]
             r["speedup_p95"] = ref["latency_ms"]["total"]["p95"] / r["latency_ms"]["total"]["p95"]
+            r["speedup_p50_rounds"] = [
+                rnd[REFERENCE]["latency_ms"]["total"]["p50"] / rnd[r["spec"]]["latency_ms"]["total"]["p50"]
+                for rnd in by_round if "error" not in rnd[REFERENCE] and "error" not in rnd[r["spec"]]
+            ]
     from dermascan.inference.bundle import read_manifest
 
     manifest = read_manifest(bundle_dir)
@@ -482,7 +545,7 @@ def run_benchmark(
                    "input_size": manifest["preprocessing"]["input_size"]},
         "image": image_info,
         "machine": machine_info(),
-        "settings": {**kwargs, "isolate": isolate},
+        "settings": {**kwargs, "isolate": isolate, "rounds": rounds},
         "reference": REFERENCE,
         "results": results,
         "skipped": skipped,
@@ -494,17 +557,44 @@ def run_benchmark(
     return report
 
 
+def _pool(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """One runtime's measurements from several rounds as one: latency samples pooled, throughput the median,
+    peak memory the largest, load averages listed. A round that failed is reported when all failed."""
+    ok = [r for r in rounds if "error" not in r]
+    if not ok:
+        return rounds[0]
+    if len(ok) == 1:
+        return ok[0]
+    samples = {s: [v for r in ok for v in r["samples_ms"][s]] for s in STAGES}
+    pooled = dict(ok[0])
+    pooled.update(
+        latency_ms={s: percentiles(v) for s, v in samples.items()},
+        samples_ms=samples,
+        throughput_img_s={b: float(np.median([r["throughput_img_s"][b] for r in ok]))
+                          for b in ok[0]["throughput_img_s"]},
+        peak_rss_mib=max(r["peak_rss_mib"] for r in ok),
+        first_call_ms=float(np.median([r["first_call_ms"] for r in ok])),
+        load_s=float(np.median([r["load_s"] for r in ok])),
+        repeats=sum(r["repeats"] for r in ok),
+        loadavg=[min(a for r in ok for a in r["loadavg"]), max(a for r in ok for a in r["loadavg"])],
+        rounds=len(ok),
+    )
+    return pooled
+
+
 def format_table(report: dict[str, Any]) -> str:
     """The report as a fixed-width table: per-stage p50, total p50/p95/p99, speed-up, throughput, memory."""
     b = report["bundle"]
     bs = report["settings"]["batch_sizes"]
     lines = [
+        "x eager: speed-up over the Predictor on eager PyTorch (same code, only the runtime differs); x plain: "
+        f"over the plain eager pipeline ({PLAIN_EAGER}: torchvision transform, forward + backward Grad-CAM)",
         f"{b['architecture']} {b['input_size']}px {b['format']} ({b['precision']}), heat map {b['heatmap']}, "
         f"image {report['image']['size'][0]}x{report['image']['size'][1]} {report['image']['format']}; "
         f"{report['machine'].get('cpu', '')} x{report['machine'].get('cpus')}",
         f"{'runtime':<16}{'decode':>7}{'prep':>6}{'infer':>8}{'heat':>6}{'total p50':>10}{'p95':>8}{'p99':>8}"
-        f"{'x eager':>8}" + "".join(f"{f'img/s@{n}':>10}" for n in bs) + f"{'peak MiB':>9}{'torch':>6}"
-        + "  load (1 min avg, before/after)",
+        f"{'x eager':>8}{'x plain':>8}" + "".join(f"{f'img/s@{n}':>10}" for n in bs) + f"{'peak MiB':>9}{'torch':>6}"
+        + "  load (1-min avg, low/high)",
     ]
     for r in report["results"]:
         if "error" in r:
@@ -515,12 +605,18 @@ def format_table(report: dict[str, Any]) -> str:
             f"{r['spec']:<16}{lat['decode']['p50']:7.1f}{lat['preprocess']['p50']:6.1f}{lat['inference']['p50']:8.1f}"
             f"{lat['heatmap']['p50']:6.1f}{lat['total']['p50']:10.1f}{lat['total']['p95']:8.1f}"
             f"{lat['total']['p99']:8.1f}{r.get('speedup_p50', float('nan')):8.2f}"
+            f"{r.get('speedup_vs_pipeline_p50', float('nan')):8.2f}"
             + "".join(f"{r['throughput_img_s'].get(str(n), float('nan')):10.1f}" for n in bs)
             + f"{r['peak_rss_mib']:9.0f}{'yes' if r['torch_imported'] else 'no':>6}"
             + f"{r['loadavg'][0]:6.1f}/{r['loadavg'][1]:.1f}"
         )
     for spec, why in report.get("skipped", {}).items():
         lines.append(f"{spec:<16}skipped: {why}")
+    if report["settings"].get("rounds", 1) > 1:
+        lines.append(f"{report['settings']['rounds']} rounds in rotated order, latency samples pooled; "
+                     "x eager in each round: " + "; ".join(
+                         f"{r['spec']} " + " ".join(f"{x:.2f}" for x in r.get("speedup_p50_rounds", []))
+                         for r in report["results"] if "error" not in r and r["spec"] != report["reference"]))
     return "\n".join(lines)
 
 
@@ -536,11 +632,11 @@ def _worker(argv: list[str]) -> int:
 __all__ = [
     "DEFAULT_SPECS",
     "DEMO_OPERATING_POINT",
+    "PLAIN_EAGER",
     "REFERENCE",
     "STAGES",
     "format_table",
     "heatmap_cost",
-    "interleaved_latency",
     "machine_info",
     "measure",
     "parse_spec",

@@ -50,7 +50,7 @@ MANIFEST_NAME = "manifest.json"
 #: Version of the manifest layout; bumped on an incompatible change.
 FORMAT_VERSION = 1
 MODEL_FORMATS = ("onnx", "torchscript")
-PRECISIONS = ("fp32", "fp16", "bf16")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 MODEL_FILES = {"onnx": "model.onnx", "torchscript": "model.ts"}
 WEIGHTS_FILE = "weights.safetensors"
 OPERATING_POINT_NAME = "operating_point.json"
@@ -274,7 +274,7 @@ class Bundle:
         card: name, version, architecture, classes, preprocessing and decision policy.
         model_format: ``onnx`` or ``torchscript``.
         model_file: path of the model file.
-        precision: ``fp32``, ``fp16`` or ``bf16``, as exported (see :mod:`dermascan.export`).
+        precision: ``fp32``, ``fp16``, ``bf16`` or ``int8``, as exported (see :mod:`dermascan.export`).
         heatmap: kind of maps the graph returns as its second output (``cam`` / ``attention``), or ``None``
             when the graph returns logits only.
         weights_file: the state dict, when the bundle carries one (for the PyTorch runtimes).

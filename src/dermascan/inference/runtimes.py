@@ -17,7 +17,7 @@ runtime                   needs            notes
 ``torchscript``           ``model.ts``     ``torch.jit.load`` of a traced archive
 ========================  ===============  ===========================================================
 
-Precision at run time (``fp32`` / ``bf16`` / ``fp16``; by default the bundle's own):
+Precision at run time (``fp32`` / ``bf16`` / ``fp16`` / ``int8``; by default the bundle's own):
 
 * ``onnxruntime``: runs the graph as exported. An fp16 graph needs a GPU provider: the CPU provider has
   few fp16 kernels, and 1.32 crashed (segfault) on an fp16 ViT graph after its fusions, so it is refused on
@@ -25,8 +25,11 @@ Precision at run time (``fp32`` / ``bf16`` / ``fp16``; by default the bundle's o
 * ``openvino``: ``INFERENCE_PRECISION_HINT`` is always set (``f32`` for fp32 and fp16 graphs, ``bf16`` for
   bf16), because OpenVINO would otherwise silently compute in bf16 on CPUs with native bf16 support, which
   is not what an fp32 bundle was validated at.
+* An ``int8`` bundle holds a quantized (QDQ) graph: ONNX Runtime and OpenVINO run its quantized operators
+  with int8 kernels, the rest in f32. Only an int8 bundle can run at int8.
 * ``torch`` / ``torch-compile``: the weights and activations are cast to the precision (CNNs also go
-  channels-last in bf16/fp16, which oneDNN runs faster); input and outputs stay float32.
+  channels-last in bf16/fp16, which oneDNN runs faster); input and outputs stay float32. An int8 bundle's
+  fp32 weights run in fp32.
 * ``torchscript``: runs at the precision it was traced at (the archive casts its input itself).
 
 Automatic choice (:func:`choose_runtime`), measured rather than assumed: an ONNX bundle runs on ONNX Runtime
@@ -66,7 +69,8 @@ REQUIRES = {
 }
 _PACKAGE = {"onnxruntime": "onnxruntime", "openvino": "openvino", "torch": "torch", "torch-compile": "torch",
             "torchscript": "torch"}
-_OV_PRECISION = {"fp32": "f32", "bf16": "bf16", "fp16": "f32"}
+#: an int8 (QDQ) graph runs its quantized operators in int8 whatever the hint; the rest stays in f32.
+_OV_PRECISION = {"fp32": "f32", "bf16": "bf16", "fp16": "f32", "int8": "f32"}
 
 
 class RuntimeUnavailableError(RuntimeError):
@@ -146,7 +150,7 @@ class Backend(ABC):
 
     Attributes:
         runtime: runtime name (see :data:`RUNTIMES`).
-        precision: the precision it computes at (``fp32`` / ``bf16`` / ``fp16``).
+        precision: the precision it computes at (``fp32`` / ``bf16`` / ``fp16`` / ``int8``).
         device: where it runs, as the runtime names it (``CPUExecutionProvider``, ``CPU``, ``cuda:0``).
     """
 
@@ -217,6 +221,10 @@ class OnnxRuntimeBackend(Backend):
         options.log_severity_level = 3  # keep the provider fallback chatter out of the CLI output
         if threads:
             options.intra_op_num_threads = int(threads)
+        # ORT's idle intra-op threads spin by default, busy-waiting for the next call; on a clinic's few cores
+        # they steal the cores from the decoding, preprocessing and heat-map rendering around each call.
+        # Measured on 2 cores, ResNet-50 at batch 1: inference 37 -> 25 ms and rendering 3-11 -> 0.5 ms without.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(model_path), options, providers=providers)
         self.input_name = self.session.get_inputs()[0].name
         self.precision = "fp32" if precision == "bf16" else precision
@@ -234,7 +242,7 @@ class OpenVINOBackend(Backend):
     Args:
         model_path: the ``.onnx`` file.
         precision: ``fp32`` or ``fp16`` (computed in f32) or ``bf16`` (computed in bf16: native on CPUs with
-            AVX512_BF16 or AMX).
+            AVX512_BF16 or AMX) or ``int8`` (a quantized graph: int8 kernels, AVX512-VNNI or AMX).
         device: OpenVINO device name (``CPU``, ``GPU``; ``None``: ``CPU``).
         threads: inference threads (``None``: OpenVINO's default, all cores).
     """
@@ -258,7 +266,7 @@ class OpenVINOBackend(Backend):
             config["INFERENCE_NUM_THREADS"] = int(threads)
         self.compiled = core.compile_model(core.read_model(str(model_path)), self.device, config)
         self.request = self.compiled.create_infer_request()
-        self.precision = {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}[hint]
+        self.precision = "int8" if precision == "int8" else {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}[hint]
         self.n_outputs = len(self.compiled.outputs)
 
     def run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
@@ -349,6 +357,11 @@ def backend_for_bundle(bundle: Bundle, runtime: str, precision: str | None = Non
     Raises:
         RuntimeUnavailableError: the runtime is missing, or the bundle lacks the file it needs.
     """
+    if precision == "int8" and bundle.precision != "int8":
+        raise ValueError(
+            f"bundle {bundle.path} is {bundle.precision}: int8 needs a quantized graph, exported with "
+            "`dermascan export --format onnx --precision int8`"
+        )
     precision = precision or bundle.precision
     if runtime == "auto":
         runtime = choose_runtime(bundle.model_format, bundle.precision, bundle.weights_file is not None)
@@ -374,6 +387,9 @@ def backend_for_bundle(bundle: Bundle, runtime: str, precision: str | None = Non
             warnings.simplefilter("ignore", FutureWarning)  # TorchScript's deprecation: see dermascan.export
             module = torch.jit.load(str(bundle.model_file), map_location=map_location)
         return TorchBackend(module, "torchscript", bundle.precision, map_location)
+    if precision == "int8":
+        log.info("the PyTorch runtimes run an int8 bundle's fp32 weights, in fp32")
+        precision = "fp32"
     model = torch_model_from_bundle(bundle)
     module = with_heatmap_head(model)[0] if bundle.heatmap else model
     return TorchBackend(module, runtime, precision, device, bundle.card.family)

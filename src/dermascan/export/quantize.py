@@ -1,0 +1,130 @@
+"""Post-training INT8 quantization of an exported ONNX graph, calibrated on the run's own images.
+
+ONNX Runtime's static quantizer writes the graph in QDQ form (QuantizeLinear/DequantizeLinear pairs around
+each quantized operator): weights int8, symmetric, one scale per output channel; activations uint8 with a
+scale and zero point fitted to the ranges seen on the calibration images. Both CPU runtimes execute a QDQ
+graph with integer kernels (OpenVINO fuses the pairs into int8 convolutions and matrix products, which
+AVX512-VNNI and AMX run natively; ONNX Runtime does the same on its CPU provider), and a runtime that does
+not understand the pairs still computes the right thing in float.
+
+Why INT8 at all: on a 2-core CPU without AMX, OpenVINO's bf16 ResNet-50 takes ~10 ms per image and int8
+~5.5 ms (``benchmarks/bench_latency.py``). The price is accuracy, which is why an int8 bundle passes the same
+gate as fp16/bf16 ones: the primary diagnosis and the melanoma flag must agree with the eager fp32 model on
+at least 99.5% of the validation images, or the export fails (:mod:`dermascan.export.parity`).
+
+Calibration images should resemble what the model will see and must not be the parity images (the gate
+would then be checked on the data the ranges were fitted to): the default is the run's *training* split.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+#: Calibration images used by default: enough for stable activation ranges, seconds of work on a CPU.
+DEFAULT_CALIBRATION_IMAGES = 64
+
+
+class QuantizationError(RuntimeError):
+    """The graph could not be quantized (no calibration data, or the quantizer failed)."""
+
+
+def quantize_onnx(fp32_path: str | os.PathLike[str], out_path: str | os.PathLike[str],
+                  calibration: Sequence[np.ndarray], input_name: str = "image") -> Path:
+    """Write the INT8 (QDQ) version of an fp32 ONNX graph.
+
+    Args:
+        fp32_path: the fp32 ``.onnx`` file (unchanged).
+        out_path: the quantized ``.onnx`` file to write.
+        calibration: preprocessed float32 images, each (3, S, S) or a batch (B, 3, S, S).
+        input_name: the graph's input.
+
+    Returns:
+        ``out_path``.
+
+    Raises:
+        QuantizationError: no calibration images, or the quantizer failed (its message included).
+    """
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    batches = [np.asarray(x, np.float32)[None] if np.ndim(x) == 3 else np.asarray(x, np.float32)
+               for x in calibration]  # each (B, 3, S, S)
+    if not batches:
+        raise QuantizationError("no calibration images: pass a few hundred training images (--calibration-images)")
+
+    class _Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._it: Iterator[np.ndarray] = iter(batches)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            x = next(self._it, None)
+            return None if x is None else {input_name: x}
+
+    out = Path(out_path)
+    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+        # Shape inference and graph simplification first (ORT's recommended step): the quantizer then sees
+        # fused Conv+BatchNorm and known shapes, and quantizes more of the graph.
+        pre = Path(tmp) / "pre.onnx"
+        try:
+            quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
+            keep_float = heatmap_only_nodes(pre)
+            quantize_static(
+                str(pre), str(Path(tmp) / "int8.onnx"), _Reader(),
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                calibrate_method=CalibrationMethod.MinMax,
+                nodes_to_exclude=keep_float,
+                extra_options={"WeightSymmetric": True, "ActivationSymmetric": False},
+            )
+        except Exception as e:  # the quantizer's own errors are varied; name the step that failed
+            raise QuantizationError(f"INT8 quantization of {fp32_path} failed: {type(e).__name__}: {e}") from e
+        shutil.move(str(Path(tmp) / "int8.onnx"), out)
+    log.info("quantized %s to INT8 on %d calibration batch(es)", fp32_path, len(batches))
+    return out
+
+
+def heatmap_only_nodes(path: str | os.PathLike[str]) -> list[str]:
+    """Names of the nodes that compute the ``maps`` output and nothing else (they stay in float).
+
+    The diagnosis needs int8 speed; the heat map's few extra operations (a class-weighted sum of feature maps,
+    a mean over attention heads) cost nothing in float and lose their small values in uint8.
+    """
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    producer = {out: node for node in graph.node for out in node.output}
+
+    def ancestors(output: str) -> set[str]:
+        seen: set[str] = set()
+        stack = [output]
+        while stack:
+            node = producer.get(stack.pop())
+            if node is not None and node.name not in seen:
+                seen.add(node.name)
+                stack.extend(node.input)
+        return seen
+
+    outputs = [o.name for o in graph.output]
+    if "maps" not in outputs:
+        return []
+    return sorted(ancestors("maps") - ancestors(outputs[0]))
+
+
+__all__ = ["DEFAULT_CALIBRATION_IMAGES", "QuantizationError", "heatmap_only_nodes", "quantize_onnx"]

@@ -1,0 +1,89 @@
+"""INT8 bundles: quantized graph, calibration on training images, parity gate, refusals (never timings)."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from dermascan.export import export_bundle
+from dermascan.export.benchmark import random_bundle, random_run, synthetic_jpeg
+from dermascan.export.quantize import QuantizationError, heatmap_only_nodes, quantize_onnx
+from dermascan.inference import Predictor
+from dermascan.inference.runtimes import available_runtimes
+from dermascan.taxonomy import CLASSES
+
+
+@pytest.fixture(scope="module")
+def int8_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return random_bundle(tmp_path_factory.mktemp("int8"), "resnet18", 64, precision="int8")
+
+
+def test_int8_bundle_is_quantized_checked_and_served(int8_bundle: Path) -> None:
+    manifest = json.loads((int8_bundle / "manifest.json").read_text())
+    assert manifest["model"]["precision"] == "int8"
+    assert manifest["model"]["quantization"]["calibration_images"] == 16
+    assert sorted(p.name for p in int8_bundle.iterdir()) == ["manifest.json", "model.onnx", "weights.safetensors"]
+    ops = {n.op_type for n in onnx.load(str(int8_bundle / "model.onnx")).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    checked = {r["runtime"] for r in manifest["parity"]}
+    assert "onnxruntime" in checked
+    for r in manifest["parity"]:
+        assert r["passed"] and r["compute_precision"] == "int8" and r["primary_agreement"] >= 0.995
+
+    images = [synthetic_jpeg(120, 90, seed=7), b"not an image"]
+    runtimes = ["onnxruntime"] + (["openvino"] if available_runtimes()["openvino"] is None else [])
+    for rt in runtimes:
+        p = Predictor.from_path(int8_bundle, runtime=rt)
+        assert p.backend.precision == "int8"
+        good, bad = p.predict(images, heatmap=True)
+        assert sum(good.probabilities.values()) == pytest.approx(1.0, abs=1e-6)
+        assert set(good.probabilities) == set(CLASSES) and good.heatmap.shape == (90, 120)
+        assert "not an image" in bad.error or "image-1" in bad.error
+    eager = Predictor.from_path(int8_bundle, runtime="torch")  # the fp32 weights, in fp32
+    assert eager.backend.precision == "fp32"
+
+
+def test_heatmap_nodes_stay_in_float(int8_bundle: Path, tmp_path: Path) -> None:
+    graph = onnx.load(str(int8_bundle / "model.onnx")).graph
+    keep = heatmap_only_nodes(int8_bundle / "model.onnx")
+    assert keep, "the class-activation product should be left in float"
+    producers = {o: n for n in graph.node for o in n.output}
+    assert producers["maps"].op_type != "DequantizeLinear"  # maps are not read back from uint8
+    logits_only = random_bundle(tmp_path, "resnet18", 64, heatmap=False)
+    assert heatmap_only_nodes(logits_only / "model.onnx") == []
+
+
+def test_int8_refusals(int8_bundle: Path, tmp_path: Path) -> None:
+    fp32 = random_bundle(tmp_path / "fp32", "resnet18", 64, parity_runtimes=["onnxruntime"])
+    with pytest.raises(ValueError, match="quantized graph"):
+        Predictor.from_path(fp32, runtime="onnxruntime", precision="int8")
+    run = fp32.parent / "run"
+    with pytest.raises(ValueError, match="ONNX precision"):
+        export_bundle(run, tmp_path / "ts", fmt="torchscript", precision="int8", parity_images=[synthetic_jpeg()])
+    vit = random_run(tmp_path / "vit", "vit_tiny", 32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # uncalibrated run
+        with pytest.raises(ValueError, match="bf16"):
+            export_bundle(vit, tmp_path / "vit-bundle", precision="int8", parity_images=[synthetic_jpeg()])
+    assert not (tmp_path / "vit-bundle").exists()
+    with pytest.raises(QuantizationError, match="calibration"):
+        quantize_onnx(fp32 / "model.onnx", tmp_path / "q.onnx", [])
+
+
+def test_calibration_defaults_to_the_training_split(run_with_data: tuple[Path, list[str]], tmp_path: Path) -> None:
+    run, val = run_with_data
+    n_train = sum(1 for line in (run / "splits.csv").read_text().splitlines()[1:] if line.endswith(",train"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # uncalibrated run
+        bundle = export_bundle(run, tmp_path / "bundle", precision="int8", parity_runtimes=["onnxruntime"])
+        served = Predictor.from_path(bundle, runtime="onnxruntime")
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["model"]["quantization"]["calibration_images"] == n_train
+    assert manifest["parity"][0]["n_images"] == len(val)  # checked on validation, fitted on training images
+    x = np.zeros((1, 3, 32, 32), np.float32)
+    assert served.backend.run(x)[0].shape == (1, len(CLASSES))
