@@ -12,7 +12,7 @@ import pytest
 
 from dermascan.export import export_bundle
 from dermascan.export.benchmark import random_bundle, random_run, synthetic_jpeg
-from dermascan.export.quantize import QuantizationError, heatmap_only_nodes, quantize_onnx
+from dermascan.export.quantize import QuantizationError, quantize_onnx
 from dermascan.inference import Predictor
 from dermascan.inference.runtimes import available_runtimes
 from dermascan.taxonomy import CLASSES
@@ -48,14 +48,12 @@ def test_int8_bundle_is_quantized_checked_and_served(int8_bundle: Path) -> None:
     assert eager.backend.precision == "fp32"
 
 
-def test_heatmap_nodes_stay_in_float(int8_bundle: Path, tmp_path: Path) -> None:
+def test_heatmap_output_is_not_read_back_from_uint8(int8_bundle: Path) -> None:
+    # ORT quantizes convolutions, matrix products and pooling; the class-activation product (an Einsum) and
+    # the maps output stay float, so the map keeps its small values.
     graph = onnx.load(str(int8_bundle / "model.onnx")).graph
-    keep = heatmap_only_nodes(int8_bundle / "model.onnx")
-    assert keep, "the class-activation product should be left in float"
     producers = {o: n for n in graph.node for o in n.output}
-    assert producers["maps"].op_type != "DequantizeLinear"  # maps are not read back from uint8
-    logits_only = random_bundle(tmp_path, "resnet18", 64, heatmap=False)
-    assert heatmap_only_nodes(logits_only / "model.onnx") == []
+    assert producers["maps"].op_type not in ("DequantizeLinear", "QuantizeLinear")
 
 
 def test_int8_refusals(int8_bundle: Path, tmp_path: Path) -> None:

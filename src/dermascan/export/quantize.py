@@ -7,8 +7,9 @@ graph with integer kernels (OpenVINO fuses the pairs into int8 convolutions and 
 AVX512-VNNI and AMX run natively; ONNX Runtime does the same on its CPU provider), and a runtime that does
 not understand the pairs still computes the right thing in float.
 
-Why INT8 at all: on a 2-core CPU without AMX, OpenVINO's bf16 ResNet-50 takes ~10 ms per image and int8
-~5.5 ms (``benchmarks/bench_latency.py``). The price is accuracy, which is why an int8 bundle passes the same
+Why INT8 at all: on a 2-core CPU without AMX, OpenVINO's bf16 ResNet-50 takes ~11 ms per image and int8
+~6.5 ms (``benchmarks/bench_latency.py``). Static, not dynamic, quantization: ONNX Runtime's dynamic mode
+turns convolutions into ``ConvInteger`` and made ResNet-50 5x *slower* (PERFORMANCE.md). The price is accuracy, which is why an int8 bundle passes the same
 gate as fp16/bf16 ones: the primary diagnosis and the melanoma flag must agree with the eager fp32 model on
 at least 99.5% of the validation images, or the export fails (:mod:`dermascan.export.parity`).
 
@@ -82,7 +83,6 @@ def quantize_onnx(fp32_path: str | os.PathLike[str], out_path: str | os.PathLike
         pre = Path(tmp) / "pre.onnx"
         try:
             quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
-            keep_float = heatmap_only_nodes(pre)
             quantize_static(
                 str(pre), str(Path(tmp) / "int8.onnx"), _Reader(),
                 quant_format=QuantFormat.QDQ,
@@ -90,7 +90,6 @@ def quantize_onnx(fp32_path: str | os.PathLike[str], out_path: str | os.PathLike
                 activation_type=QuantType.QUInt8,
                 weight_type=QuantType.QInt8,
                 calibrate_method=CalibrationMethod.MinMax,
-                nodes_to_exclude=keep_float,
                 extra_options={"WeightSymmetric": True, "ActivationSymmetric": False},
             )
         except Exception as e:  # the quantizer's own errors are varied; name the step that failed
@@ -100,31 +99,4 @@ def quantize_onnx(fp32_path: str | os.PathLike[str], out_path: str | os.PathLike
     return out
 
 
-def heatmap_only_nodes(path: str | os.PathLike[str]) -> list[str]:
-    """Names of the nodes that compute the ``maps`` output and nothing else (they stay in float).
-
-    The diagnosis needs int8 speed; the heat map's few extra operations (a class-weighted sum of feature maps,
-    a mean over attention heads) cost nothing in float and lose their small values in uint8.
-    """
-    import onnx
-
-    graph = onnx.load(str(path), load_external_data=False).graph
-    producer = {out: node for node in graph.node for out in node.output}
-
-    def ancestors(output: str) -> set[str]:
-        seen: set[str] = set()
-        stack = [output]
-        while stack:
-            node = producer.get(stack.pop())
-            if node is not None and node.name not in seen:
-                seen.add(node.name)
-                stack.extend(node.input)
-        return seen
-
-    outputs = [o.name for o in graph.output]
-    if "maps" not in outputs:
-        return []
-    return sorted(ancestors("maps") - ancestors(outputs[0]))
-
-
-__all__ = ["DEFAULT_CALIBRATION_IMAGES", "QuantizationError", "heatmap_only_nodes", "quantize_onnx"]
+__all__ = ["DEFAULT_CALIBRATION_IMAGES", "QuantizationError", "quantize_onnx"]
