@@ -35,9 +35,11 @@ def test_demo_writes_summary_and_index(tmp_path: Path) -> None:
     dep = saved["deployment"]
     assert {r["bundle"] for r in dep["parity"]} >= {"bundle"} and all(r["n_images"] > 0 for r in dep["parity"])
     # The int8 bundle is either written (and passed the gate) or its refusal is reported, never a crash.
+    int8 = [r for r in dep["parity"] if r["bundle"].startswith(("bundle-int8", "int8"))]
+    assert int8 and all(r["compute_precision"] == "int8" for r in int8)
     if dep["int8"].endswith("bundle-int8"):
-        assert all(r["passed"] for r in dep["parity"] if r["bundle"] == "bundle-int8")
+        assert all(r["passed"] for r in int8)
     else:
-        assert dep["int8"].startswith("int8 export refused")
+        assert dep["int8"].startswith("int8 export refused") and not all(r["passed"] for r in int8)
     bench = (tmp_path / "demo" / "bench.txt").read_text()
     assert "eager-pipeline" in bench and "openvino" in bench and "Parity with the eager model" in page

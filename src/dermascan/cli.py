@@ -339,7 +339,9 @@ def export(
     for r in manifest.get("parity", []):
         typer.echo(f"  parity on {r['n_images']} validation images, {r['runtime']} {r['compute_precision']}: "
                    f"max |dp| {r['max_abs_prob_diff']:.2e}, decisions agree {r['primary_agreement']:.1%}, "
-                   f"melanoma flags agree {r['flag_agreement']:.1%}")
+                   f"melanoma flags agree {r['flag_agreement']:.1%}"
+                   + ("" if r.get("p95_abs_map_diff") is None else
+                      f", heat maps within {r['p95_abs_map_diff']:.3f} (p95)"))
 
 
 @app.command()

@@ -12,7 +12,14 @@ import torch
 from dermascan.export import ExportParityError, export_bundle, split_images
 from dermascan.export import parity as parity_lib
 from dermascan.export.benchmark import random_run, synthetic_jpeg
-from dermascan.export.parity import FP32_PROB_TOL, MIN_AGREEMENT, compare, passes, prepare_batches
+from dermascan.export.parity import (
+    FP32_PROB_TOL,
+    MIN_AGREEMENT,
+    REDUCED_MAP_P95_TOL,
+    compare,
+    passes,
+    prepare_batches,
+)
 from dermascan.inference import Predictor
 
 
@@ -21,8 +28,11 @@ def test_criteria() -> None:
     assert not passes("fp32", FP32_PROB_TOL * 2, 1.0, 1.0)
     assert not passes("fp32", float("nan"), 1.0, 1.0)
     assert not passes("fp32", 0.0, 1.0, 1.0, max_abs_map_diff=0.5)  # a broken heat-map output fails fp32
-    assert passes("bf16", 0.05, MIN_AGREEMENT, 1.0)  # reduced precision: only decisions count
+    assert passes("bf16", 0.05, MIN_AGREEMENT, 1.0)  # reduced precision: decisions and heat maps count
     assert not passes("fp16", 0.0, 1.0, MIN_AGREEMENT - 0.001)
+    # one nearly flat map may differ a lot; most displayed maps may not
+    assert passes("int8", 0.1, 1.0, 1.0, max_abs_map_diff=1.0, p95_abs_map_diff=REDUCED_MAP_P95_TOL)
+    assert not passes("int8", 0.1, 1.0, 1.0, max_abs_map_diff=1.0, p95_abs_map_diff=0.3)
 
 
 def test_identical_models_agree(tmp_path: Path) -> None:
@@ -82,3 +92,39 @@ def test_failed_parity_fails_the_export_and_writes_nothing(
     assert report.runtime == "torchscript" and report.n_images == len(val) and not report.passed
     assert np.isfinite(report.max_abs_prob_diff)
     assert not out.exists() and not list(tmp_path.glob(".bundle.tmp-*"))
+
+
+class _Fixed:
+    """A stand-in predictor returning fixed logits and maps (compare needs infer/probabilities/decide)."""
+
+    runtime = "fixed"
+
+    def __init__(self, logits: np.ndarray, maps: np.ndarray) -> None:
+        self.logits, self.maps = logits, maps
+        self.backend = type("B", (), {"precision": "int8"})()
+
+    def infer(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.logits, self.maps
+
+    def probabilities(self, logits: np.ndarray) -> np.ndarray:
+        e = np.exp(logits - logits.max(1, keepdims=True))
+        return e / e.sum(1, keepdims=True)
+
+    def decide(self, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return probs.argmax(1), probs.argmax(1) == 0
+
+
+def test_heat_map_parity_compares_the_displayed_map_only() -> None:
+    rng = np.random.default_rng(0)
+    maps = rng.random((4, 7, 3, 3)).astype(np.float32)  # (B, K, h, w)
+    other = maps.copy()
+    other[:, 1:] = rng.random((4, 6, 3, 3))  # every map but class 0's changes
+    logits = np.zeros((4, 7), np.float32)
+    logits[:, 0] = 5.0  # class 0 is primary: its map is the one shown
+    x = [np.zeros((4, 3, 8, 8), np.float32)]
+    same_shown = compare(_Fixed(logits, maps), _Fixed(logits, other), x)
+    assert same_shown.max_abs_map_diff == 0.0 and same_shown.passed
+    logits[:, 0], logits[:, 1] = 0.0, 5.0  # now class 1's (changed) map is shown
+    changed = compare(_Fixed(logits, maps), _Fixed(logits, other), x)
+    assert changed.p95_abs_map_diff > REDUCED_MAP_P95_TOL and not changed.passed
+    assert "p95" in changed.summary()

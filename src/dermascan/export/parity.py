@@ -3,14 +3,18 @@
 Both sides are :class:`~dermascan.inference.Predictor` objects fed the *same* preprocessed batches, so the
 comparison isolates the export and the runtime. Compared: calibrated probabilities (max absolute
 difference), the primary diagnosis (DermaScan's decision rule at the locked threshold) and the melanoma
-flag, and, when both return them, the heat maps (max absolute difference of the min-max normalised maps).
+flag, and, when both return them, the heat map a clinician would see: the map of the reference's primary
+class (a ViT's one attention map), after the renderer's ReLU and min-max normalisation; per image the
+largest absolute difference, reported as the maximum and the 95th percentile over the images.
 
 Criteria (:func:`criteria`):
 
-* ``fp32``: probabilities within 1e-4 of the eager model, and normalised heat maps within 1e-2 (a wiring
-  check: min-max normalisation amplifies float noise on a nearly flat map).
-* ``fp16`` / ``bf16``: the primary diagnosis and the melanoma flag agree on at least 99.5% of the images
-  (reduced precision moves probabilities by ~1e-3; what must not move is the decision).
+* ``fp32``: probabilities within 1e-4 of the eager model, and every displayed heat map within 1e-2 (a
+  wiring check: min-max normalisation amplifies float noise on a nearly flat map).
+* ``fp16`` / ``bf16`` / ``int8``: the primary diagnosis and the melanoma flag agree on at least 99.5% of the
+  images (reduced precision moves probabilities by ~1e-3, int8 by ~1e-1; what must not move is the decision),
+  and 95% of the displayed heat maps are within 0.1 of the eager ones. A maximum would let one nearly flat
+  map fail the export; the percentile still catches a heat-map output that reduced precision broke.
 """
 
 from __future__ import annotations
@@ -29,8 +33,10 @@ from dermascan.inference.predictor import ImageInput, Predictor
 FP32_PROB_TOL = 1e-4
 #: fp32: largest allowed absolute difference of a normalised heat map.
 FP32_MAP_TOL = 1e-2
-#: fp16/bf16: smallest allowed agreement of the primary diagnosis and of the melanoma flag.
+#: fp16/bf16/int8: smallest allowed agreement of the primary diagnosis and of the melanoma flag.
 MIN_AGREEMENT = 0.995
+#: fp16/bf16/int8: largest allowed 95th percentile of the displayed heat maps' differences.
+REDUCED_MAP_P95_TOL = 0.1
 
 
 class ExportParityError(RuntimeError):
@@ -54,7 +60,8 @@ class ParityReport:
         max_abs_prob_diff: largest absolute difference of a calibrated probability.
         primary_agreement: share of images with the same primary diagnosis.
         flag_agreement: share of images with the same melanoma flag.
-        max_abs_map_diff: largest absolute difference of the normalised heat maps (``None``: no maps).
+        max_abs_map_diff: largest absolute difference of a displayed, normalised heat map (``None``: no maps).
+        p95_abs_map_diff: 95th percentile over the images of that per-image difference (``None``: no maps).
         criterion: the rule applied.
         passed: whether the criterion holds.
     """
@@ -67,6 +74,7 @@ class ParityReport:
     primary_agreement: float
     flag_agreement: float
     max_abs_map_diff: float | None
+    p95_abs_map_diff: float | None
     criterion: str
     passed: bool
 
@@ -74,7 +82,8 @@ class ParityReport:
         return asdict(self)
 
     def summary(self) -> str:
-        maps = "" if self.max_abs_map_diff is None else f", heat map diff {self.max_abs_map_diff:.2e}"
+        maps = ("" if self.max_abs_map_diff is None else
+                f", heat map diff max {self.max_abs_map_diff:.2e} / p95 {self.p95_abs_map_diff:.2e}")
         return (
             f"{self.runtime} ({self.precision} bundle, computing in {self.compute_precision}) on {self.n_images} "
             f"images: max |dp| {self.max_abs_prob_diff:.2e}, "
@@ -87,16 +96,17 @@ def criteria(precision: str) -> str:
     """Human-readable rule for ``precision``."""
     if precision == "fp32":
         return f"max |dp| < {FP32_PROB_TOL:g} and max |dmap| < {FP32_MAP_TOL:g}"
-    return f"primary and flag agreement >= {MIN_AGREEMENT:.1%}"
+    return f"primary and flag agreement >= {MIN_AGREEMENT:.1%} and p95 |dmap| <= {REDUCED_MAP_P95_TOL:g}"
 
 
 def passes(precision: str, max_abs_prob_diff: float, primary_agreement: float, flag_agreement: float,
-           max_abs_map_diff: float | None = None) -> bool:
-    """Whether the figures meet the criterion for ``precision``."""
+           max_abs_map_diff: float | None = None, p95_abs_map_diff: float | None = None) -> bool:
+    """Whether the figures meet the criterion for ``precision`` (map figures ``None``: no heat maps)."""
     if precision == "fp32":
         maps_ok = max_abs_map_diff is None or max_abs_map_diff < FP32_MAP_TOL
         return math.isfinite(max_abs_prob_diff) and max_abs_prob_diff < FP32_PROB_TOL and maps_ok
-    return primary_agreement >= MIN_AGREEMENT and flag_agreement >= MIN_AGREEMENT
+    maps_ok = p95_abs_map_diff is None or p95_abs_map_diff <= REDUCED_MAP_P95_TOL
+    return primary_agreement >= MIN_AGREEMENT and flag_agreement >= MIN_AGREEMENT and maps_ok
 
 
 def compare(reference: Predictor, candidate: Predictor, batches: Sequence[np.ndarray],
@@ -121,7 +131,8 @@ def compare(reference: Predictor, candidate: Predictor, batches: Sequence[np.nda
     n = sum(len(b) for b in batches)
     if n == 0:
         raise ValueError("parity needs at least one image")
-    dp, same_primary, same_flag, dmap = 0.0, 0, 0, None
+    dp, same_primary, same_flag = 0.0, 0, 0
+    map_diffs: list[float] = []  # per image
     for i, x in enumerate(batches):
         ref_logits, ref_maps = reference_outputs[i] if reference_outputs is not None else reference.infer(x)
         cand_logits, cand_maps = candidate.infer(x)
@@ -132,17 +143,19 @@ def compare(reference: Predictor, candidate: Predictor, batches: Sequence[np.nda
         same_primary += int((k_ref == k_cand).sum())
         same_flag += int((f_ref == f_cand).sum())
         if ref_maps is not None and cand_maps is not None:
-            # Compare what a clinician sees: each map after the renderer's ReLU + min-max normalisation.
-            d = max(float(np.abs(normalize_map(a) - normalize_map(b)).max())
-                    for ra, ca in zip(ref_maps, cand_maps, strict=True)
-                    for a, b in zip(ra, ca, strict=True))
-            dmap = d if dmap is None else max(dmap, d)
+            # Compare what a clinician sees: the primary class's map after the renderer's ReLU + min-max
+            # normalisation (M == 1: a ViT's class-agnostic attention map).
+            shown = k_ref if ref_maps.shape[1] > 1 else np.zeros(len(x), dtype=int)  # (B,)
+            map_diffs += [float(np.abs(normalize_map(ra[j]) - normalize_map(ca[j])).max())
+                          for ra, ca, j in zip(ref_maps, cand_maps, shown, strict=True)]
     primary, flag = same_primary / n, same_flag / n
+    dmap = max(map_diffs) if map_diffs else None
+    dmap95 = float(np.percentile(map_diffs, 95)) if map_diffs else None
     return ParityReport(
         runtime=candidate.runtime, precision=precision, compute_precision=candidate.backend.precision,
         n_images=n, max_abs_prob_diff=dp,
-        primary_agreement=primary, flag_agreement=flag, max_abs_map_diff=dmap,
-        criterion=criteria(precision), passed=passes(precision, dp, primary, flag, dmap),
+        primary_agreement=primary, flag_agreement=flag, max_abs_map_diff=dmap, p95_abs_map_diff=dmap95,
+        criterion=criteria(precision), passed=passes(precision, dp, primary, flag, dmap, dmap95),
     )
 
 
@@ -168,6 +181,7 @@ __all__ = [
     "FP32_MAP_TOL",
     "FP32_PROB_TOL",
     "MIN_AGREEMENT",
+    "REDUCED_MAP_P95_TOL",
     "ExportParityError",
     "ParityReport",
     "compare",

@@ -9,9 +9,10 @@ not understand the pairs still computes the right thing in float.
 
 Why INT8 at all: on a 2-core CPU without AMX, OpenVINO's bf16 ResNet-50 takes ~11 ms per image and int8
 ~6.5 ms (``benchmarks/bench_latency.py``). Static, not dynamic, quantization: ONNX Runtime's dynamic mode
-turns convolutions into ``ConvInteger`` and made ResNet-50 5x *slower* (PERFORMANCE.md). The price is accuracy, which is why an int8 bundle passes the same
-gate as fp16/bf16 ones: the primary diagnosis and the melanoma flag must agree with the eager fp32 model on
-at least 99.5% of the validation images, or the export fails (:mod:`dermascan.export.parity`).
+turns convolutions into ``ConvInteger`` and made ResNet-50 5x *slower* (PERFORMANCE.md). The price is
+accuracy, which is why an int8 bundle passes the same gate as fp16/bf16 ones: the primary diagnosis and the
+melanoma flag must agree with the eager fp32 model on at least 99.5% of the validation images and the heat
+maps must stay close, or the export fails (:mod:`dermascan.export.parity`).
 
 Calibration images should resemble what the model will see and must not be the parity images (the gate
 would then be checked on the data the ranges were fitted to): the default is the run's *training* split.
