@@ -10,9 +10,9 @@ import numpy as np
 import onnx
 import pytest
 
-from dermascan.export import export_bundle
+from dermascan.export import ExportParityError, export_bundle
 from dermascan.export.benchmark import random_bundle, random_run, synthetic_jpeg
-from dermascan.export.quantize import QuantizationError, quantize_onnx
+from dermascan.export.quantize import QuantizationError, float_ends, quantize_onnx
 from dermascan.inference import Predictor
 from dermascan.inference.runtimes import available_runtimes
 from dermascan.taxonomy import CLASSES
@@ -85,3 +85,44 @@ def test_calibration_defaults_to_the_training_split(run_with_data: tuple[Path, l
     assert manifest["parity"][0]["n_images"] == len(val)  # checked on validation, fitted on training images
     x = np.zeros((1, 3, 32, 32), np.float32)
     assert served.backend.run(x)[0].shape == (1, len(CLASSES))
+
+
+def test_float_ends_are_the_stem_and_the_last_stage(int8_bundle: Path, tmp_path: Path) -> None:
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    fp32 = random_bundle(tmp_path / "fp32", "resnet18", 64, parity_runtimes=["onnxruntime"])
+    pre = tmp_path / "pre.onnx"
+    quant_pre_process(str(fp32 / "model.onnx"), str(pre), skip_symbolic_shape=True)
+    convs = [n.name for n in onnx.load(str(pre)).graph.node if n.op_type == "Conv"]
+    # resnet18: 20 convolutions; the last stage (2 blocks of 2 + a downsample) works at the final resolution
+    assert float_ends(pre) == sorted([convs[0], *convs[-5:]])
+
+
+def test_int8_falls_back_to_float_ends_when_all_int8_fails_parity(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dermascan.export as export_lib
+
+    real = export_lib.check_bundle_parity
+    calls: list[str] = []
+
+    def fail_all_int8(bundle_dir: Path, *args: object, **kwargs: object) -> object:
+        quant = json.loads((bundle_dir / "manifest.json").read_text())["model"]["quantization"]
+        calls.append(quant["float_layers"])
+        if quant["float_layers"] == "none":
+            raise ExportParityError("simulated: all-int8 flips decisions", [])
+        return real(bundle_dir, *args, **kwargs)
+
+    monkeypatch.setattr(export_lib, "check_bundle_parity", fail_all_int8)
+    bundle = random_bundle(tmp_path / "mixed", "resnet18", 64, precision="int8", parity_runtimes=["onnxruntime"])
+    assert calls == ["none", "first convolution and last stage"]
+    quant = json.loads((bundle / "manifest.json").read_text())["model"]["quantization"]
+    assert quant["float_layers"] == "first convolution and last stage"
+    ops = [n.op_type for n in onnx.load(str(bundle / "model.onnx")).graph.node]
+    assert "QuantizeLinear" in ops  # still an int8 graph in the middle
+
+    monkeypatch.setattr(export_lib, "check_bundle_parity",
+                        lambda *a, **k: (_ for _ in ()).throw(ExportParityError("simulated: always fails", [])))
+    with pytest.raises(ExportParityError, match="then, with the first convolution and last stage in float"):
+        random_bundle(tmp_path / "refused", "resnet18", 64, precision="int8", parity_runtimes=["onnxruntime"])
+    assert not (tmp_path / "refused" / "bundle").exists()

@@ -99,6 +99,7 @@ def export_bundle(
     max_parity_images: int | None = None,
     calibration_images: Sequence[ImageInput] | None = None,
     max_calibration_images: int = DEFAULT_CALIBRATION_IMAGES,
+    int8_float_ends: bool | None = None,
     overwrite: bool = False,
 ) -> Path:
     """Export a run (or a checkpoint) to a verified bundle at ``out_dir``.
@@ -120,6 +121,9 @@ def export_bundle(
         calibration_images: ``int8`` only: images that fit the activation ranges (same kinds as
             ``parity_images``). Default: the run's training split; never the parity images.
         max_calibration_images: ``int8`` only: use at most this many calibration images (spread evenly).
+        int8_float_ends: ``int8`` only: keep the first convolution and the last stage in float (``True``), or
+            not (``False``); ``None`` tries all-int8 and, if it fails parity, the mixed graph
+            (:mod:`dermascan.export.quantize`).
         overwrite: replace an existing bundle at ``out_dir``.
 
     Returns:
@@ -167,18 +171,36 @@ def export_bundle(
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
+    # int8: all layers first; when that fails the gate, the stem and the last stage stay in float.
+    ladder = [int8_float_ends] if int8_float_ends is not None else [False, True]
+    attempts = ladder if precision == "int8" else [False]
+    failures: list[ExportParityError] = []
     try:
-        outputs = _write_model(graph, tmp, fmt, precision, card.preprocessing.input_size, calibration)
         if include_weights:
             _write_weights(model, tmp / WEIGHTS_FILE)
-        manifest = _manifest(card, run_path, loaded.hparams, op_raw, fmt, precision, outputs, kind, include_weights)
-        if calibration is not None:
-            manifest["model"]["quantization"] = {
-                "method": "post-training static, QDQ (onnxruntime.quantization)", "weights": "int8 per channel",
-                "activations": "uint8 per tensor, MinMax", "calibration_images": sum(len(b) for b in calibration),
-            }
-        write_manifest(tmp, manifest)
-        reports = check_bundle_parity(tmp, model, card, kind, images, precision, parity_runtimes)
+        for float_ends in attempts:
+            outputs = _write_model(graph, tmp, fmt, precision, card.preprocessing.input_size, calibration,
+                                   float_ends)
+            manifest = _manifest(card, run_path, loaded.hparams, op_raw, fmt, precision, outputs, kind,
+                                 include_weights)
+            if calibration is not None:
+                manifest["model"]["quantization"] = {
+                    "method": "post-training static, QDQ (onnxruntime.quantization)", "weights": "int8 per channel",
+                    "activations": "uint8 per tensor, MinMax", "calibration_images": sum(len(b) for b in calibration),
+                    "float_layers": "first convolution and last stage" if float_ends else "none",
+                }
+            write_manifest(tmp, manifest)
+            try:
+                reports = check_bundle_parity(tmp, model, card, kind, images, precision, parity_runtimes)
+                break
+            except ExportParityError as e:
+                failures.append(e)
+                if len(failures) < len(attempts):
+                    log.warning("all-int8 failed parity (%s); trying again with the first convolution and the last "
+                                "stage in float", e)
+        else:
+            raise ExportParityError(" | then, with the first convolution and last stage in float: ".join(
+                str(e) for e in failures), [r for e in failures for r in e.reports])
         manifest["parity"] = [r.to_dict() for r in reports]
         write_manifest(tmp, manifest)  # the manifest is not in its own checksum table: rewriting it is safe
         if out.exists():
@@ -340,14 +362,14 @@ def _calibration_batches(model: nn.Module, card: ModelCard, images: Sequence[Ima
 
 
 def _write_model(graph: nn.Module, folder: Path, fmt: str, precision: str, input_size: int,
-                 calibration: list[np.ndarray] | None = None) -> list[str]:
+                 calibration: list[np.ndarray] | None = None, float_ends: bool = False) -> list[str]:
     if fmt == "onnx" and precision == "int8":
         from dermascan.export.onnx import export_onnx, output_names
         from dermascan.export.quantize import quantize_onnx
 
         fp32 = folder / "model.fp32.onnx"
         export_onnx(graph, fp32, input_size, "fp32")
-        quantize_onnx(fp32, folder / MODEL_FILES["onnx"], calibration or [])
+        quantize_onnx(fp32, folder / MODEL_FILES["onnx"], calibration or [], keep_float_ends=float_ends)
         fp32.unlink()  # the bundle ships the quantized graph only (the eager fp32 weights travel apart)
     elif fmt == "onnx":
         from dermascan.export.onnx import export_onnx, output_names

@@ -69,7 +69,9 @@ REQUIRES = {
 }
 _PACKAGE = {"onnxruntime": "onnxruntime", "openvino": "openvino", "torch": "torch", "torch-compile": "torch",
             "torchscript": "torch"}
-#: an int8 (QDQ) graph runs its quantized operators in int8 whatever the hint; the rest stays in f32.
+#: An int8 (QDQ) graph runs its quantized operators in int8 whatever the hint; what stays in float (the layers
+#: kept out of quantization for accuracy) stays in f32: in bf16 it ran ResNet-50 faster (9.9 -> 8.2 ms) but
+#: took the demo model's decision agreement from 99.6% to 99.4%, below the parity gate.
 _OV_PRECISION = {"fp32": "f32", "bf16": "bf16", "fp16": "f32", "int8": "f32"}
 
 
