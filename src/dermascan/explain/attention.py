@@ -68,6 +68,15 @@ def vit_layout(model: nn.Module) -> ViTLayout:
     )
 
 
+def is_vit(model: nn.Module) -> bool:
+    """Whether ``model`` is a Vision Transformer the attention methods understand."""
+    try:
+        vit_layout(model)
+    except ValueError:
+        return False
+    return True
+
+
 def cls_attention(attn: Tensor, num_prefix_tokens: int, has_class_token: bool = True) -> Tensor:
     """Attention from the class token to each patch token.
 
@@ -170,6 +179,7 @@ __all__ = [
     "attention_maps",
     "attention_rollout",
     "cls_attention",
+    "is_vit",
     "to_grid",
     "vit_layout",
 ]

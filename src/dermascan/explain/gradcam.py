@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 from torchvision.models import VisionTransformer
 
-from dermascan.explain.attention import to_grid, vit_layout
+from dermascan.explain.attention import is_vit, to_grid, vit_layout
 from dermascan.models import model_info
 
 
@@ -62,8 +62,7 @@ def default_gradcam_layer(model: nn.Module) -> str:
     Raises:
         ValueError: no ``model.arch`` and not a recognisable ViT; pass ``layer=`` explicitly.
     """
-    is_vit = _is_vit(model)
-    if is_vit:
+    if is_vit(model):
         name, block = _last_vit_block(model)
         for norm in ("ln_1", "norm1"):
             if hasattr(block, norm):
@@ -79,14 +78,6 @@ def default_gradcam_layer(model: nn.Module) -> str:
     if not layer:
         raise ValueError(f"model_info({arch!r}) names no gradcam_layer; pass layer= explicitly")
     return str(layer)
-
-
-def _is_vit(model: nn.Module) -> bool:
-    try:
-        vit_layout(model)
-    except ValueError:
-        return False
-    return True
 
 
 def _as_index(class_index: int | Sequence[int] | Tensor | None, logits: Tensor) -> Tensor:

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from dermascan._io import write_bytes
 from dermascan.data.io import load_image
 from dermascan.data.transforms import eval_transform
-from dermascan.explain.attention import attention_maps, vit_layout
+from dermascan.explain.attention import attention_maps, is_vit
 from dermascan.explain.gradcam import grad_cam
 from dermascan.explain.render import heatmap_on_image, overlay
 from dermascan.models import LoadedModel
@@ -48,15 +48,6 @@ class Explanation(NamedTuple):
     heat: np.ndarray
     probs: np.ndarray
     overlay: Image.Image
-
-
-def is_vit(model: nn.Module) -> bool:
-    """Whether ``model`` is a Vision Transformer the attention methods understand."""
-    try:
-        vit_layout(model)
-    except ValueError:
-        return False
-    return True
 
 
 def resolve_method(model: nn.Module, method: str = "auto") -> str:
