@@ -34,9 +34,11 @@ int8       CNNs: the fp32 graph quantized after        refused (quantize an ONNX
            survive int8 on OpenVINO.
 =========  ==========================================  ==============================================
 
-Parity criteria: fp32, probabilities within 1e-4 of the eager model; fp16/bf16/int8, the primary diagnosis
-and the melanoma flag agree on at least 99.5% of the validation images. The PyTorch runtimes run an int8
-bundle's fp32 weights (``weights.safetensors``), in fp32.
+Parity criteria (:mod:`dermascan.export.parity`): fp32, probabilities within 1e-4 of the eager model;
+fp16/bf16/int8, the primary diagnosis and the melanoma flag agree on at least 99.5% of the validation images
+and 95% of the displayed heat maps are within 0.1. An int8 graph that fails is tried once more with its
+first convolution and last stage in float. The PyTorch runtimes run an int8 bundle's fp32 weights
+(``weights.safetensors``), in fp32.
 
 This package imports torch only inside the functions that export; the benchmark worker
 (``python -m dermascan.export.benchmark``) stays torch-free for the ONNX runtimes.
