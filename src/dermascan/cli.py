@@ -150,13 +150,14 @@ def train(
 
 
 RunOpt = Annotated[Path, typer.Option("--run", help="Run folder made by `dermascan train`.")]
+RunDataOpt = Annotated[Path | None, typer.Option("--data", help="Dataset folder (default: the run's own).")]
 
 
 @app.command()
 def evaluate(
     run: RunOpt,
     out: OutOpt,
-    data: Annotated[Path | None, typer.Option(help="Dataset folder (default: the run's own).")] = None,
+    data: RunDataOpt = None,
     split: Annotated[str, typer.Option(help="test, val, train, or all (every image of --data).")] = "test",
     tta: Annotated[bool, typer.Option(help="Average over flips (test-time augmentation).")] = False,
     target_sensitivity: Annotated[float, typer.Option(help="Melanoma sensitivity the threshold targets.")] = 0.90,
@@ -216,7 +217,7 @@ def explain(
 def errors(
     run: RunOpt,
     out: OutOpt,
-    data: Annotated[Path | None, typer.Option(help="Dataset folder (default: the run's own).")] = None,
+    data: RunDataOpt = None,
     split: Annotated[str, typer.Option(help="test, val, train or all.")] = "test",
     heatmaps: Annotated[bool, typer.Option(help="Show heat maps beside the missed melanomas.")] = True,
 ) -> None:
@@ -251,7 +252,7 @@ def _heatmap_fn(run: Path):
 def fairness(
     run: RunOpt,
     out: OutOpt,
-    data: Annotated[Path | None, typer.Option(help="Dataset folder (default: the run's own).")] = None,
+    data: RunDataOpt = None,
     split: Annotated[str, typer.Option(help="test, val, train or all.")] = "test",
 ) -> None:
     """Melanoma sensitivity/specificity/AUROC by skin type, age, sex and site, with gaps, CIs, mitigation."""
