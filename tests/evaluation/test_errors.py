@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from dermascan.decision import decide
 from dermascan.evaluation import errors
-from dermascan.evaluation.operating_point import decide
 from dermascan.taxonomy import CLASSES, MELANOMA_INDEX
 
 THRESHOLD = 0.3

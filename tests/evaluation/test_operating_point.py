@@ -7,8 +7,9 @@ import json
 import numpy as np
 import pytest
 
+from dermascan.decision import RiskBands, decide, risk_band
 from dermascan.evaluation import metrics as M
-from dermascan.evaluation.operating_point import OperatingPoint, RiskBands, choose_threshold, decide, risk_band
+from dermascan.evaluation.operating_point import OperatingPoint, choose_threshold
 from dermascan.taxonomy import CLASSES, NUM_CLASSES
 
 MEL, NV, BCC = (CLASSES.index(c) for c in ("MEL", "NV", "BCC"))

@@ -13,7 +13,8 @@ import pytest
 from dermascan.export import export_bundle
 from dermascan.export.benchmark import random_bundle, random_run, synthetic_jpeg
 from dermascan.inference import BundleError, Prediction, Predictor, load_bundle, verify_bundle
-from dermascan.inference.bundle import MANIFEST_NAME, bundle_digest, read_operating_point
+from dermascan.inference.bundle import MANIFEST_NAME, bundle_digest
+from dermascan.runs import read_operating_point
 from dermascan.taxonomy import CLASSES
 
 IMAGES = [synthetic_jpeg(90 + 13 * i, 70 + 9 * i, seed=i) for i in range(5)]

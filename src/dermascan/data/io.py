@@ -9,6 +9,8 @@ from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from dermascan.errors import DermaScanError
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 #: Smallest side we accept: below this a dermoscopic image has no usable detail.
@@ -17,7 +19,7 @@ MIN_SIDE = 16
 MAX_PIXELS = 200_000_000
 
 
-class ImageError(ValueError):
+class ImageError(DermaScanError, ValueError):
     """An image that cannot be used, with a message that names the file and the fix."""
 
 

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from dermascan.data.io import ImageError, is_image_file, load_image
+from dermascan.errors import DermaScanError
 from dermascan.taxonomy import CLASSES, class_code
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ METADATA_NAMES = ("metadata.csv", "HAM10000_metadata.csv")
 _IMAGE_DIR_GLOBS = ("images", "*_Input", "HAM10000_images_part_*", "*images*")
 
 
-class DatasetError(ValueError):
+class DatasetError(DermaScanError, ValueError):
     """A dataset folder that cannot be read as it is; the message names the file, row and fix."""
 
 

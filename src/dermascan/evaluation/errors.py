@@ -3,7 +3,7 @@ errors concentrate (lesion size, imaging nuisances, dermoscope).
 
 Everything is computed from the evaluation's ``predictions`` frame, one row per image, with
 ``image_id, label, MEL, NV, BCC, AKIEC, BKL, DF, VASC`` (calibrated probabilities), ``pred`` (the class
-decided at the operating threshold by :func:`dermascan.evaluation.operating_point.decide`), ``path`` and
+decided at the operating threshold by :func:`dermascan.decision.decide`), ``path`` and
 whatever metadata the dataset has (``diameter_mm``, ``mask_path``, ``hair``, ``ruler``, ``ink``,
 ``bubbles``, ``vignette``, ``blur``, ``dermoscope``, ...). Proportions and their Wilson intervals come from
 :mod:`dermascan.evaluation.metrics`; nothing is recomputed here.
@@ -72,6 +72,7 @@ from PIL import Image
 from scipy import ndimage
 
 from dermascan import _html, _io
+from dermascan.decision import decide
 from dermascan.evaluation.metrics import (
     BinaryCounts,
     Estimate,
@@ -80,7 +81,6 @@ from dermascan.evaluation.metrics import (
     binary_counts,
     wilson_estimate,
 )
-from dermascan.evaluation.operating_point import decide
 from dermascan.evaluation.plots import _new_figure, _save
 from dermascan.taxonomy import CLASSES, MELANOMA_INDEX, class_index
 
@@ -136,7 +136,7 @@ def check_predictions(predictions: pd.DataFrame, threshold: float, *, check_pred
     """Validate an evaluation predictions frame and return a copy ready for the audits.
 
     Checks that the 7 probability columns and ``label`` (or ``dx``, mapped to indices) exist and are valid.
-    ``pred`` is filled with :func:`~dermascan.evaluation.operating_point.decide` when absent; when present
+    ``pred`` is filled with :func:`~dermascan.decision.decide` when absent; when present
     and ``check_pred``, its melanoma calls must match ``p(MEL) >= threshold`` (a frame decided at another
     threshold would make every figure here wrong).
 
@@ -197,7 +197,7 @@ def check_predictions(predictions: pd.DataFrame, threshold: float, *, check_pred
                 raise ValueError(
                     f"pred disagrees with threshold {threshold:g} on {int(wrong.sum())} row(s), first at row {i} "
                     f"(p(MEL)={probs[i, MELANOMA_INDEX]:.6g}, pred={CLASSES[frame['pred'].iloc[i]]}); decide pred "
-                    f"with dermascan.evaluation.operating_point.decide(probs, threshold) or pass that threshold"
+                    f"with dermascan.decision.decide(probs, threshold) or pass that threshold"
                 )
     return frame
 

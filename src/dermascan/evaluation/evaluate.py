@@ -17,61 +17,30 @@ import json
 import logging
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
-import yaml
 from torch.utils.data import DataLoader
 
 from dermascan import _html, _io
 from dermascan.data.datasets import DermoscopyDataset
 from dermascan.data.readers import DatasetError, DermoscopyIndex, read_dataset
-from dermascan.data.splits import read_splits
 from dermascan.data.transforms import eval_transform
+from dermascan.decision import apply_temperature, decide
 from dermascan.evaluation import plots
-from dermascan.evaluation.calibration import apply_temperature, fit_temperature
+from dermascan.evaluation.calibration import fit_temperature
 from dermascan.evaluation.metrics import expected_calibration_error, melanoma_report
-from dermascan.evaluation.operating_point import choose_threshold, decide
-from dermascan.models import LoadedModel, load_checkpoint
+from dermascan.evaluation.operating_point import choose_threshold
+from dermascan.models import LoadedModel
+from dermascan.runs import Run, load_run, write_operating_point
 from dermascan.taxonomy import CLASSES, MELANOMA_INDEX
 
 log = logging.getLogger(__name__)
 
-OPERATING_POINT_FILE = "operating_point.json"
 SPLIT_CHOICES = ("test", "val", "train", "all")
-
-
-@dataclass
-class Run:
-    """A training run folder, loaded: the best model, its config and its splits."""
-
-    path: Path
-    loaded: LoadedModel
-    config: dict[str, Any]
-    splits: pd.DataFrame | None
-
-    @property
-    def name(self) -> str:
-        return self.path.name
-
-    def operating_point(self) -> dict[str, Any] | None:
-        path = self.path / OPERATING_POINT_FILE
-        return json.loads(path.read_text()) if path.exists() else None
-
-
-def load_run(run_dir: str | Path, checkpoint: str = "best.ckpt") -> Run:
-    """Load ``RUN/best.ckpt`` (or another checkpoint file of the run) with its config and splits."""
-    path = Path(run_dir)
-    if not (path / checkpoint).exists():
-        raise FileNotFoundError(f"{path / checkpoint} not found: is {path} a run folder made by `dermascan train`?")
-    loaded = load_checkpoint(path / checkpoint)
-    config = yaml.safe_load((path / "config.yaml").read_text()) if (path / "config.yaml").exists() else {}
-    splits = read_splits(path / "splits.csv") if (path / "splits.csv").exists() else None
-    return Run(path, loaded, config, splits)
 
 
 def select(index: DermoscopyIndex, splits: pd.DataFrame | None, split: str) -> pd.DataFrame:
@@ -134,7 +103,7 @@ def calibrate(run: Run, index: DermoscopyIndex, target_sensitivity: float = 0.90
         "tta": tta,
         "validation": op.to_dict(),
     }
-    _io.write_json(run.path / OPERATING_POINT_FILE, point)
+    write_operating_point(run.path, point)
     return point
 
 
@@ -171,7 +140,7 @@ def split_predictions(run: Run, index: DermoscopyIndex, split: str = "test", tta
     """
     point = run.operating_point()
     if point is None:
-        train_data = run.config.get("data")
+        train_data = run.config.data if run.config else None
         same = train_data and Path(train_data).resolve() == Path(index.root).resolve()
         point = calibrate(run, index if same else _read_for(run, None, False), tta=tta, progress=progress)
     frame = select(index, run.splits if split != "all" else None, split)
@@ -234,7 +203,7 @@ def evaluate(run_dir: str | Path, out_dir: str | Path, data: str | Path | None =
     run = load_run(run_dir)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    train_data = run.config.get("data")
+    train_data = run.config.data if run.config else None
     if index is None or (data is not None and Path(data) != Path(index.root)):
         index = _read_for(run, data, progress)
     point = run.operating_point()
@@ -251,7 +220,7 @@ def evaluate(run_dir: str | Path, out_dir: str | Path, data: str | Path | None =
         warnings.simplefilter("ignore")  # undefined figures are None in the report and flagged in the page
         at_threshold = melanoma_report(y, probs, threshold=threshold, n_boot=n_boot)
         at_argmax = melanoma_report(y, probs, threshold=None, n_boot=n_boot)
-    cfg = run.config
+    cfg = run.config.to_dict() if run.config else {}
     metrics: dict[str, Any] = {
         **at_threshold,
         "argmax": at_argmax,

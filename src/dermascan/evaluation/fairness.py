@@ -10,7 +10,7 @@ counted in ``n_unknown``. Every figure comes from :mod:`dermascan.evaluation.met
 Definitions:
 
 * A case is called melanoma when ``p(MEL) >= threshold`` (the rule of
-  :func:`~dermascan.evaluation.operating_point.decide`); with per-group thresholds, its group's threshold.
+  :func:`~dermascan.decision.decide`); with per-group thresholds, its group's threshold.
 * Per group: melanoma **sensitivity** and **specificity** with Wilson intervals, **AUROC** of p(MEL) with a
   stratified bootstrap interval (``n_boot`` resamples).
 * A group is ``"too_small"`` ("too small to judge") when it has fewer than ``min_group_size`` images or
@@ -74,6 +74,7 @@ import pandas as pd
 from scipy import stats
 
 from dermascan import _html, _io
+from dermascan.decision import decide
 from dermascan.evaluation.errors import check_predictions
 from dermascan.evaluation.metrics import (
     BinaryCounts,
@@ -84,7 +85,7 @@ from dermascan.evaluation.metrics import (
     roc_auc_score,
     wilson_estimate,
 )
-from dermascan.evaluation.operating_point import choose_threshold, decide
+from dermascan.evaluation.operating_point import choose_threshold
 from dermascan.evaluation.plots import _new_figure, _save
 from dermascan.taxonomy import CLASSES, MELANOMA_INDEX
 
@@ -368,7 +369,7 @@ def apply_group_thresholds(
 
     Returns:
         A copy with ``threshold`` (each row's) and ``pred`` re-decided by
-        :func:`~dermascan.evaluation.operating_point.decide` with that threshold.
+        :func:`~dermascan.decision.decide` with that threshold.
     """
     out = predictions.copy()
     thresholds = group_threshold_array(out, attribute, group_thresholds, default_threshold)

@@ -25,6 +25,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy import stats
 
+from dermascan.decision import decide
 from dermascan.taxonomy import CLASSES, MELANOMA_INDEX, NUM_CLASSES
 
 __all__ = [
@@ -813,7 +814,7 @@ def melanoma_report(
 ) -> dict[str, Any]:
     """The full evaluation report: the one place where a report dict is assembled.
 
-    Predicted labels come from :func:`dermascan.evaluation.operating_point.decide` with ``threshold``
+    Predicted labels come from :func:`dermascan.decision.decide` with ``threshold``
     (plain argmax when ``None``); accuracy, balanced accuracy, per-class figures, the confusion matrix and
     the melanoma sensitivity/specificity/PPV/NPV are computed on those labels. AUROC, specificity at 90%
     and 95% sensitivity, and the ECEs are computed from the probabilities.
@@ -840,8 +841,6 @@ def melanoma_report(
     Returns:
         A JSON-serialisable dict; see the keys in the code below and the example in the tests.
     """
-    # Imported here because operating_point builds on this module (Wilson intervals, ROC).
-    from dermascan.evaluation.operating_point import decide
 
     p = _check_probs(probs, "probs")
     num_classes = p.shape[1]

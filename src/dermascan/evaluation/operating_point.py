@@ -16,107 +16,18 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy import stats
 
+from dermascan.decision import CRITERIA, RiskBands
 from dermascan.evaluation.metrics import (
     Estimate,
     _check_binary_scores,
     _check_confidence,
-    _check_probs,
     _check_target,
     _min_hits,
     wilson_estimate,
     wilson_interval,
 )
-from dermascan.taxonomy import MELANOMA_INDEX
 
-__all__ = ["OperatingPoint", "RiskBands", "choose_threshold", "decide", "risk_band"]
-
-CRITERIA = ("point", "lower_ci")
-
-
-def decide(probs: ArrayLike, threshold: float | None, melanoma_index: int = MELANOMA_INDEX) -> np.ndarray:
-    """Turn class probabilities into one predicted class per case: the decision rule of DermaScan.
-
-    With a threshold, the threshold alone decides the melanoma call:
-
-    - ``p(melanoma) >= threshold``: melanoma, even when another class has a larger probability (a
-      screening tool must not let a confident nevus hide a 30% melanoma);
-    - otherwise the argmax over all classes, except that melanoma is excluded: if melanoma has the
-      largest probability but stays below the threshold, the case gets the most probable other class.
-
-    So a case is called melanoma exactly when ``p(melanoma) >= threshold``, and the sensitivity and
-    specificity of the 7-class decision equal those of the binary rule used to choose the threshold.
-    With ``threshold=None`` the rule is the plain argmax.
-
-    Args:
-        probs: class probabilities (or any scores on the threshold's scale), shape (N, K).
-        threshold: melanoma threshold on ``probs[:, melanoma_index]``, or ``None`` for argmax.
-        melanoma_index: column of melanoma.
-
-    Returns:
-        Predicted class indices, int64, shape (N,).
-    """
-    p = _check_probs(probs, "probs", require_normalised=False)
-    if not 0 <= melanoma_index < p.shape[1]:
-        raise ValueError(f"melanoma_index {melanoma_index} is outside 0..{p.shape[1] - 1}")
-    if threshold is None:
-        return p.argmax(axis=1).astype(np.int64)
-    if isinstance(threshold, bool) or not isinstance(threshold, int | float | np.number) or math.isnan(threshold):
-        raise ValueError(f"threshold must be a number or None (argmax), got {threshold!r}")
-    others = p.copy()
-    others[:, melanoma_index] = -np.inf
-    other_best = others.argmax(axis=1)  # (N,) the most probable class that is not melanoma
-    return np.where(p[:, melanoma_index] >= threshold, melanoma_index, other_best).astype(np.int64)
-
-
-@dataclass(frozen=True)
-class RiskBands:
-    """Edges that map a calibrated melanoma probability to a risk band.
-
-    Attributes:
-        moderate: ``p >= moderate`` is at least "moderate" risk.
-        high: ``p >= high`` is "high" risk; by default the operating threshold, so every case the
-            decision rule calls melanoma is high risk and no high-risk case is called something else.
-    """
-
-    moderate: float
-    high: float
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.moderate <= self.high <= 1.0:
-            raise ValueError(
-                f"risk band edges must satisfy 0 <= moderate <= high <= 1, got moderate={self.moderate!r}, "
-                f"high={self.high!r}"
-            )
-
-    @classmethod
-    def from_threshold(cls, threshold: float, moderate_fraction: float = 1.0 / 3.0) -> RiskBands:
-        """Default bands: high from the operating threshold, moderate from ``threshold * moderate_fraction``.
-
-        A third of the threshold keeps "moderate" for cases well below the melanoma call that still deserve
-        a closer look (with a 0.3 threshold: low < 0.1 <= moderate < 0.3 <= high).
-        """
-        return cls(moderate=float(threshold) * moderate_fraction, high=float(threshold))
-
-    def to_dict(self) -> dict[str, float]:
-        """JSON-ready dict, as stored in a model bundle's manifest."""
-        return {"moderate": self.moderate, "high": self.high}
-
-
-def risk_band(p_mel: float | ArrayLike, bands: RiskBands) -> str | np.ndarray:
-    """Map a calibrated melanoma probability to ``"low"``, ``"moderate"`` or ``"high"``.
-
-    The probability must be on the scale the threshold was chosen on (after temperature scaling when the
-    model is calibrated). Edges are inclusive: ``p >= bands.high`` is high, ``p >= bands.moderate`` moderate.
-
-    Returns:
-        A string for a scalar input, an array of strings for an array input.
-    """
-    p = np.asarray(p_mel, dtype=np.float64)
-    bad = ~np.isfinite(p) | (p < 0) | (p > 1)
-    if bad.any():
-        raise ValueError(f"melanoma probability must be in [0, 1], got {p[bad].ravel()[0]!r}")
-    band = np.where(p >= bands.high, "high", np.where(p >= bands.moderate, "moderate", "low"))
-    return str(band) if band.ndim == 0 else band
+__all__ = ["OperatingPoint", "choose_threshold"]
 
 
 @dataclass(frozen=True)

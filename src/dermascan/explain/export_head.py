@@ -27,6 +27,7 @@ import torch
 from torch import Tensor, nn
 from torchvision.models import ResNet, VisionTransformer
 
+from dermascan.errors import DermaScanError
 from dermascan.explain.attention import cls_attention, vit_layout
 
 MapKind = Literal["cam", "attention"]
@@ -139,7 +140,7 @@ class TimmViTAttention(_HeatmapModel):
 
 
 
-class UnsupportedArchitectureError(ValueError):
+class UnsupportedArchitectureError(DermaScanError, ValueError):
     """The architecture has no single-pass heat-map head (its head is not pool + linear, or no CLS attention)."""
 
 def _timm_cnn_supported(model: nn.Module) -> bool:

@@ -61,6 +61,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from dermascan.decision import UncalibratedWarning
 from dermascan.export.parity import ExportParityError, ParityReport
 from dermascan.export.quantize import DEFAULT_CALIBRATION_IMAGES, QuantizationError
 from dermascan.inference.bundle import (
@@ -70,12 +71,12 @@ from dermascan.inference.bundle import (
     PRECISIONS,
     WEIGHTS_FILE,
     ModelCard,
-    UncalibratedWarning,
     is_bundle,
-    load_run,
+    run_card,
     sha256_file,
     write_manifest,
 )
+from dermascan.runs import CONFIG_FILE, SPLITS_FILE, load_run, resolve_checkpoint
 from dermascan.taxonomy import API_NAMES, MELANOMA_INDEX
 
 if TYPE_CHECKING:
@@ -151,7 +152,10 @@ def export_bundle(
             + (" or pass overwrite=True (--overwrite) to replace the bundle there" if is_bundle(out) else "")
         )
     run_path = Path(run_dir)
-    loaded, card, op_raw = load_run(run_path, name, version)
+    run = load_run(run_path)
+    loaded, card, op_raw = run.loaded, run_card(run, name, version), run.operating_point()
+    # The bundle's Predictor predicts single-view: a threshold locked on TTA logits would not hold there.
+    card.policy.check_views(False, "an exported bundle")
     if precision == "int8" and card.family != "cnn":
         # Measured: a vit_tiny's last-block attention map on OpenVINO int8 differed from the eager one by 1.0
         # (normalised, the whole range) while its decisions agreed; a wrong heat map is worse than none.
@@ -289,19 +293,17 @@ def split_images(run_dir: Path, split: str = "val") -> list[Path]:
     Raises:
         ValueError: the run has no splits or its dataset cannot be found, with the fix.
     """
-    import yaml
-
     from dermascan.data.readers import read_dataset
-    from dermascan.inference.bundle import resolve_checkpoint
+    from dermascan.runs import read_config
 
     run_dir = resolve_checkpoint(run_dir)[0]
-    splits_path, config_path = run_dir / "splits.csv", run_dir / "config.yaml"
-    if not splits_path.is_file() or not config_path.is_file():
+    splits_path, config = run_dir / SPLITS_FILE, read_config(run_dir)
+    if not splits_path.is_file() or config is None:
         raise ValueError(
             f"{run_dir} has no splits.csv/config.yaml to find its {split} images; pass them explicitly "
             f"({'--parity-images' if split == 'val' else '--calibration-images'} DIR)"
         )
-    data = (yaml.safe_load(config_path.read_text()) or {}).get("data")
+    data = config.data
     candidates = [Path(data), run_dir / data] if data else []
     root = next((c for c in candidates if c.is_dir()), None)
     if root is None:
@@ -394,8 +396,6 @@ def _write_weights(model: nn.Module, path: Path) -> None:
 
 def _manifest(card: ModelCard, run_dir: Path, hparams: dict[str, Any], op_raw: dict[str, Any] | None, fmt: str,
               precision: str, outputs: list[str], kind: str | None, with_weights: bool) -> dict[str, Any]:
-    from dermascan.inference.bundle import resolve_checkpoint
-
     run, ckpt = resolve_checkpoint(run_dir)
     size = card.preprocessing.input_size
     model: dict[str, Any] = {
@@ -432,7 +432,7 @@ def _manifest(card: ModelCard, run_dir: Path, hparams: dict[str, Any], op_raw: d
 
 
 def _fingerprints(run: Path, ckpt: Path, hparams: dict[str, Any]) -> dict[str, Any]:
-    config_file = run / "config.yaml"
+    config_file = run / CONFIG_FILE
     if config_file.is_file():
         config = sha256_file(config_file)
     else:

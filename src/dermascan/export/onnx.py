@@ -25,6 +25,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from dermascan.errors import DermaScanError
+
 log = logging.getLogger(__name__)
 
 #: ONNX opset written (18: LayerNormalization and friends as single ops; ORT >= 1.14, OpenVINO >= 2023).
@@ -32,7 +34,7 @@ OPSET = 18
 INPUT_NAME = "image"
 
 
-class ONNXExportError(RuntimeError):
+class ONNXExportError(DermaScanError, RuntimeError):
     """The model could not be exported with a working dynamic batch axis."""
 
 

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from dermascan.errors import DermaScanError
 from dermascan.explain.render import normalize_map
 from dermascan.inference.predictor import ImageInput, Predictor
 
@@ -39,7 +40,7 @@ MIN_AGREEMENT = 0.995
 REDUCED_MAP_P95_TOL = 0.1
 
 
-class ExportParityError(RuntimeError):
+class ExportParityError(DermaScanError, RuntimeError):
     """An exported model disagrees with the eager model beyond the criteria; ``reports`` holds the figures."""
 
     def __init__(self, message: str, reports: list[ParityReport]) -> None:

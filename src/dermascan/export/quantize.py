@@ -36,13 +36,15 @@ from pathlib import Path
 
 import numpy as np
 
+from dermascan.errors import DermaScanError
+
 log = logging.getLogger(__name__)
 
 #: Calibration images used by default: enough for stable activation ranges, seconds of work on a CPU.
 DEFAULT_CALIBRATION_IMAGES = 64
 
 
-class QuantizationError(RuntimeError):
+class QuantizationError(DermaScanError, RuntimeError):
     """The graph could not be quantized (no calibration data, or the quantizer failed)."""
 
 

@@ -22,12 +22,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from dermascan.errors import DermaScanError
 from dermascan.export.onnx import CastWrapper
 
 _DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
-class TorchScriptExportError(RuntimeError):
+class TorchScriptExportError(DermaScanError, RuntimeError):
     """The traced archive does not reproduce the eager model at another batch size."""
 
 

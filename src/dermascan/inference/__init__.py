@@ -9,12 +9,12 @@
 Importing this package does not import torch; only the PyTorch runtimes do, when they are used.
 """
 
+from dermascan.decision import UncalibratedWarning
 from dermascan.inference.bundle import (
     Bundle,
     BundleError,
     DecisionPolicy,
     ModelCard,
-    UncalibratedWarning,
     load_bundle,
     verify_bundle,
 )

@@ -31,18 +31,21 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import os
 import warnings
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dermascan import _io
 from dermascan.config import Preprocessing
-from dermascan.evaluation.operating_point import RiskBands
+from dermascan.decision import DecisionPolicy, UncalibratedWarning
+from dermascan.errors import DermaScanError
 from dermascan.taxonomy import CLASSES, MELANOMA_INDEX
+
+if TYPE_CHECKING:
+    from dermascan.runs import Run
 
 log = logging.getLogger(__name__)
 
@@ -53,98 +56,13 @@ MODEL_FORMATS = ("onnx", "torchscript")
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 MODEL_FILES = {"onnx": "model.onnx", "torchscript": "model.ts"}
 WEIGHTS_FILE = "weights.safetensors"
-OPERATING_POINT_NAME = "operating_point.json"
 
 
-class BundleError(ValueError):
+class BundleError(DermaScanError, ValueError):
     """A bundle that must not be loaded (tampered, incomplete, malformed), with the file and the fix."""
 
 
-class UncalibratedWarning(UserWarning):
-    """The model has no operating point: temperature 1 and the argmax decide, not a validated threshold."""
-
-
 # ------------------------------------------------------------------------------------------ model card
-
-
-@dataclass(frozen=True)
-class DecisionPolicy:
-    """How logits become the clinical output: calibration, the melanoma threshold and the risk bands.
-
-    Attributes:
-        temperature: temperature-scaling factor ``T``; probabilities are ``softmax(logits / T)``.
-        threshold: call melanoma when ``p(melanoma) >= threshold`` (locked on validation data). ``None``
-            for an uncalibrated model: the argmax decides and the flag means "argmax is melanoma".
-        risk_bands: edges of the low/moderate/high melanoma risk bands; ``None`` without a threshold
-            (no validated scale to put bands on), and then ``risk_band`` is ``None`` in every result.
-        target_sensitivity: the melanoma sensitivity the threshold was chosen for.
-        criterion: ``point`` or ``lower_ci`` (see :mod:`dermascan.evaluation.operating_point`).
-    """
-
-    temperature: float = 1.0
-    threshold: float | None = None
-    risk_bands: RiskBands | None = None
-    target_sensitivity: float | None = None
-    criterion: str | None = None
-
-    def __post_init__(self) -> None:
-        if not (math.isfinite(self.temperature) and self.temperature > 0):
-            raise ValueError(f"temperature must be a finite number > 0, got {self.temperature!r}")
-        if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
-            raise ValueError(f"threshold must be in [0, 1] or None, got {self.threshold!r}")
-
-    @property
-    def calibrated(self) -> bool:
-        """Whether a validated operating point exists (a threshold chosen on validation data)."""
-        return self.threshold is not None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "temperature": self.temperature,
-            "threshold": self.threshold,
-            "risk_bands": self.risk_bands.to_dict() if self.risk_bands is not None else None,
-            "target_sensitivity": self.target_sensitivity,
-            "criterion": self.criterion,
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> DecisionPolicy:
-        threshold = d.get("threshold")
-        bands = d.get("risk_bands")
-        if bands is not None:
-            bands = RiskBands(float(bands["moderate"]), float(bands["high"]))
-        elif threshold is not None:
-            bands = RiskBands.from_threshold(float(threshold))
-        return cls(
-            temperature=float(d.get("temperature", 1.0)),
-            threshold=None if threshold is None else float(threshold),
-            risk_bands=bands,
-            target_sensitivity=d.get("target_sensitivity"),
-            criterion=d.get("criterion"),
-        )
-
-
-def read_operating_point(run_dir: str | os.PathLike[str]) -> tuple[DecisionPolicy, dict[str, Any] | None]:
-    """The decision policy of a run, from ``R/operating_point.json`` (written by ``dermascan evaluate``).
-
-    Returns:
-        ``(policy, raw)``: the policy and the file's content (``None`` when absent). Without the file the
-        policy is uncalibrated (temperature 1, no threshold) and an :class:`UncalibratedWarning` says so.
-    """
-    path = Path(run_dir) / OPERATING_POINT_NAME
-    if not path.is_file():
-        warnings.warn(
-            f"{path} not found: the model is uncalibrated (temperature 1, the argmax decides melanoma, no "
-            "risk bands). Run `dermascan evaluate` on the run first to lock a validated operating point.",
-            UncalibratedWarning,
-            stacklevel=2,
-        )
-        return DecisionPolicy(), None
-    try:
-        raw = json.loads(path.read_text())
-        return DecisionPolicy.from_dict(raw), raw
-    except (ValueError, KeyError, TypeError) as e:
-        raise BundleError(f"{path}: not a valid operating point ({e}); rerun `dermascan evaluate`") from e
 
 
 @dataclass(frozen=True)
@@ -362,59 +280,32 @@ def load_bundle(folder: str | os.PathLike[str], verify: bool = True, digest: str
 # ---------------------------------------------------------------------------------------------- runs
 
 
-def resolve_checkpoint(path: str | os.PathLike[str]) -> tuple[Path, Path]:
-    """``(run folder, checkpoint file)`` of a run folder (its ``best.ckpt``, else ``last.ckpt``) or a ``.ckpt``.
-
-    Raises:
-        FileNotFoundError: neither a checkpoint nor a run folder holding one.
-    """
-    path = Path(path)
-    if path.is_file():
-        return path.parent, path
-    for name in ("best.ckpt", "last.ckpt"):
-        if (path / name).is_file():
-            return path, path / name
-    raise FileNotFoundError(
-        f"{path} is neither a model bundle (manifest.json), a run folder (best.ckpt/last.ckpt) nor a checkpoint"
-    )
-
-
 def default_version(run_dir: Path, checkpoint: Path) -> str:
     """``<run name>-<checkpoint date>``: stable for a run, so a run and its bundles report the same version."""
     stamp = datetime.fromtimestamp(checkpoint.stat().st_mtime, tz=UTC)
     return f"{run_dir.resolve().name}-{stamp:%Y%m%d}"
 
 
-def load_run(
-    path: str | os.PathLike[str], name: str | None = None, version: str | None = None
-) -> tuple[Any, ModelCard, dict[str, Any] | None]:
-    """Load a run's checkpoint (imports torch) with its operating point.
+def run_card(run: Run, name: str | None = None, version: str | None = None) -> ModelCard:
+    """The card of a loaded run (:func:`dermascan.runs.load_run`), with the run's decision policy.
 
     Args:
-        path: run folder or checkpoint file.
+        run: the run, loaded with its model.
         name: model name (default ``dermascan-<arch>``).
         version: model version (default :func:`default_version`).
-
-    Returns:
-        ``(loaded, card, operating_point)``: the :class:`~dermascan.models.LoadedModel`, its card, and the
-        raw ``operating_point.json`` (``None`` when the run is uncalibrated; an :class:`UncalibratedWarning`
-        is issued).
     """
-    from dermascan.models import load_checkpoint, model_info
+    from dermascan.models import model_info
 
-    run_dir, ckpt = resolve_checkpoint(path)
-    loaded = load_checkpoint(ckpt)
-    policy, raw = read_operating_point(run_dir)
-    card = ModelCard(
+    loaded = run.loaded
+    return ModelCard(
         name=name or f"dermascan-{loaded.arch.replace(':', '-')}",
-        version=version or default_version(run_dir, ckpt),
+        version=version or default_version(run.path, run.checkpoint),
         arch=loaded.arch,
         family=model_info(loaded.arch)["family"],
         classes=tuple(loaded.classes),
         preprocessing=loaded.preprocessing,
-        policy=policy,
+        policy=run.policy(),
     )
-    return loaded, card, raw
 
 
 def is_bundle(path: str | os.PathLike[str]) -> bool:
@@ -427,23 +318,19 @@ __all__ = [
     "MANIFEST_NAME",
     "MODEL_FILES",
     "MODEL_FORMATS",
-    "OPERATING_POINT_NAME",
     "PRECISIONS",
     "WEIGHTS_FILE",
     "Bundle",
     "BundleError",
     "DecisionPolicy",
     "ModelCard",
-    "UncalibratedWarning",
     "bundle_digest",
     "default_version",
     "file_table",
     "is_bundle",
     "load_bundle",
-    "load_run",
     "read_manifest",
-    "read_operating_point",
-    "resolve_checkpoint",
+    "run_card",
     "sha256_file",
     "verify_bundle",
     "write_manifest",

@@ -3,7 +3,7 @@
 image (path, bytes, PIL or array) -> decode (:func:`dermascan.data.io.load_image`: EXIF rotation, mode
 conversions, size limits) -> the model's own preprocessing (:mod:`dermascan.inference.preprocess`, numpy)
 -> runtime (:mod:`dermascan.inference.runtimes`) -> temperature-scaled probabilities -> DermaScan's decision
-rule at the locked melanoma threshold (:func:`dermascan.evaluation.operating_point.decide`) -> risk band ->
+rule at the locked melanoma threshold (:func:`dermascan.decision.decide`) -> risk band ->
 optional heat map from the same forward pass (:mod:`dermascan.explain.render`).
 
 Uncalibrated models (a run without ``operating_point.json``): temperature 1, the plain argmax decides, the
@@ -31,9 +31,8 @@ import numpy as np
 from PIL import Image
 
 from dermascan.data.io import MAX_PIXELS, MIN_SIDE, ImageError, is_image_file, load_image, to_rgb
-from dermascan.evaluation.calibration import apply_temperature
-from dermascan.evaluation.operating_point import decide, risk_band
-from dermascan.inference.bundle import Bundle, ModelCard, is_bundle, load_bundle, load_run
+from dermascan.decision import apply_temperature, decide, risk_band
+from dermascan.inference.bundle import Bundle, ModelCard, is_bundle, load_bundle, run_card
 from dermascan.inference.preprocess import preprocess
 from dermascan.inference.runtimes import Backend, backend_for_bundle, backend_for_model
 from dermascan.taxonomy import API_NAMES, MELANOMA_INDEX
@@ -230,7 +229,11 @@ class Predictor:
             return cls(backend, bundle.card, bundle.heatmap, workers, batch_size)
         if digest is not None:
             raise ValueError(f"digest pins a bundle, but {path} is a run folder or checkpoint")
-        loaded, card, _ = load_run(path)
+        from dermascan.runs import load_run
+
+        run = load_run(path)
+        loaded, card = run.loaded, run_card(run)
+        card.policy.check_views(False, "the Predictor")
         if threads:
             import torch
 

@@ -52,6 +52,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from dermascan.errors import DermaScanError
+
 if TYPE_CHECKING:
     from torch import nn
 
@@ -75,7 +77,7 @@ _PACKAGE = {"onnxruntime": "onnxruntime", "openvino": "openvino", "torch": "torc
 _OV_PRECISION = {"fp32": "f32", "bf16": "bf16", "fp16": "f32", "int8": "f32"}
 
 
-class RuntimeUnavailableError(RuntimeError):
+class RuntimeUnavailableError(DermaScanError, RuntimeError):
     """The runtime asked for cannot run this model here (package missing, no model file for it, ...)."""
 
 

@@ -25,6 +25,8 @@ from urllib.parse import urlparse
 import torch
 from torch import Tensor, nn
 
+from dermascan.errors import DermaScanError
+
 #: The ``weights`` argument of ``create_model``: ``"none"``, ``"imagenet"`` or a path to a local file.
 WeightsArg = str | os.PathLike[str] | None
 
@@ -37,11 +39,11 @@ _NESTED_KEYS = ("state_dict", "model_state_dict", "model")
 PROBE_TIMEOUT_S = 5.0
 
 
-class WeightsUnavailableError(RuntimeError):
+class WeightsUnavailableError(DermaScanError, RuntimeError):
     """Pretrained weights are neither cached locally nor downloadable; the message says how to fix it."""
 
 
-class WeightsFileError(ValueError):
+class WeightsFileError(DermaScanError, ValueError):
     """A weights file cannot be read safely, is not a state dict, or does not fit the architecture."""
 
 

@@ -13,6 +13,8 @@ from typing import Any
 
 import yaml
 
+from dermascan.errors import ConfigError
+
 LOSSES = ("ce", "weighted_ce_focal")
 SAMPLERS = ("shuffle", "balanced")
 PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed")
@@ -116,7 +118,7 @@ class TrainConfig:
         ]
         for ok, message in checks:
             if not ok:
-                raise ValueError(message)
+                raise ConfigError(message)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -126,7 +128,7 @@ class TrainConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise ValueError(f"unknown config key(s) {unknown}; valid keys: {sorted(known)}")
+            raise ConfigError(f"unknown config key(s) {unknown}; valid keys: {sorted(known)}")
         return cls(**d)
 
 
@@ -144,7 +146,7 @@ def list_presets() -> list[str]:
 def load_preset(name: str) -> dict[str, Any]:
     path = resources.files("dermascan.configs") / f"{name}.yaml"
     if not path.is_file():
-        raise ValueError(f"unknown preset {name!r}; available: {', '.join(list_presets())}")
+        raise ConfigError(f"unknown preset {name!r}; available: {', '.join(list_presets())}")
     return yaml.safe_load(path.read_text()) or {}
 
 

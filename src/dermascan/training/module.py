@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from dermascan.errors import DermaScanError
 from dermascan.evaluation import metrics
 from dermascan.models import set_frozen_bn_eval
 from dermascan.taxonomy import MELANOMA_INDEX
@@ -18,7 +19,7 @@ from dermascan.training.config import TrainConfig
 from dermascan.training.optim import param_groups
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(DermaScanError, RuntimeError):
     """The loss became NaN or infinite; training cannot recover from that by itself."""
 
 
