@@ -43,6 +43,8 @@ def test_explain_command(tiny_run: Path, synth_small: Path, tmp_path: Path) -> N
                                  str(tmp_path / "h.png")])
     assert result.exit_code == 0, result.output
     assert Image.open(tmp_path / "h.png").size == Image.open(image).size
+    # the answer is the Predictor's: calibrated and decided at the locked threshold (or said to be uncalibrated)
+    assert "flagged" in result.output and ("risk" in result.output or "uncalibrated" in result.output)
     bad = runner.invoke(app, ["explain", "--run", str(tiny_run), "--image", str(image), "--method", "rollout"])
     assert bad.exit_code == 2 and "gradcam" in bad.output
 

@@ -196,21 +196,31 @@ def explain(
     class_code: Annotated[str | None, typer.Option("--class", help="Class to explain (Grad-CAM); default: the "
                                                                      "predicted one.")] = None,
 ) -> None:
-    """Heat map of what drove the model's answer for one image, as an overlay PNG."""
+    """Heat map of what drove the model's answer for one image, as an overlay PNG, with the calibrated answer."""
     from dermascan.data.io import ImageError
     from dermascan.explain.run import write_explanation
-    from dermascan.models import load_checkpoint
-    from dermascan.taxonomy import CLASSES, class_index
+    from dermascan.inference import PredictionError, Predictor
+    from dermascan.runs import load_run
+    from dermascan.taxonomy import class_index
 
     try:
-        loaded = load_checkpoint(run / "best.ckpt")
-        k = class_index(class_code) if class_code else None
-        result = write_explanation(loaded, image, out, method=method, class_index=k)
+        # The answer comes from the Predictor (calibrated, at the locked threshold); the map from the method asked.
+        loaded = load_run(run)
+        policy = loaded.policy()
+        policy.check_views(False, "explain")
+        with Predictor.from_model(loaded.loaded, policy) as predictor:
+            answer = predictor.predict([image])[0]
+        if isinstance(answer, PredictionError):
+            raise ImageError(answer.error)
+        k = class_index(class_code) if class_code else loaded.loaded.classes.index(answer.primary)
+        write_explanation(loaded.loaded, image, out, method=method, class_index=k)
     except (ValueError, FileNotFoundError, ImageError) as e:
         raise _fail(str(e)) from e
-    top = int(result.probs.argmax())
-    typer.echo(f"{image.name}: {CLASSES[top]} {result.probs[top]:.3f}, p(MEL) {result.probs[0]:.3f} "
-               f"(uncalibrated); wrote {out}")
+    flag = "melanoma flagged" if answer.melanoma_flag else "not flagged"
+    band = f", {answer.risk_band} risk" if answer.risk_band else " (uncalibrated: run `dermascan evaluate` first)"
+    threshold = f" at threshold {answer.threshold:.3f}" if answer.threshold is not None else ""
+    typer.echo(f"{image.name}: {answer.primary} {answer.confidence:.3f}, p(MEL) {answer.melanoma_risk:.3f}, "
+               f"{flag}{threshold}{band}; wrote {out}")
 
 
 @app.command()

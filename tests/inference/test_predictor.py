@@ -157,12 +157,12 @@ def test_temperature_and_threshold_are_applied(predictor: Predictor, run: Path, 
 def test_flag_follows_the_threshold_not_the_argmax() -> None:
     probs = np.array([[0.3, 0.6, 0.1, 0, 0, 0, 0], [0.5, 0.1, 0.4, 0, 0, 0, 0], [0.2, 0.7, 0.1, 0, 0, 0, 0]])
 
-    class _Card:
-        class policy:  # noqa: N801 (a stand-in for DecisionPolicy)
-            threshold = 0.25
+    from types import SimpleNamespace
+
+    from dermascan.decision import DecisionPolicy
 
     p = Predictor.__new__(Predictor)
-    p.card = _Card()
+    p.card = SimpleNamespace(policy=DecisionPolicy(threshold=0.25))
     primary, flags = p.decide(probs)
     assert flags.tolist() == [True, True, False]
     assert primary.tolist() == [0, 0, 1]  # p(MEL) 0.3 >= 0.25 beats a 0.6 nevus
@@ -282,3 +282,32 @@ def test_openvino_matches_onnxruntime(onnx_bundle: Path) -> None:
     for a, b in zip(ort_p.predict(images, heatmap=True), ov_p.predict(images, heatmap=True), strict=True):
         assert max(abs(a.probabilities[c] - b.probabilities[c]) for c in CLASSES) < 1e-4
         assert a.heatmap.shape == b.heatmap.shape
+
+
+def test_logits_match_predict_and_average_flips(predictor: Predictor, files: dict[str, Path]) -> None:
+    """Evaluation reads logits through the same decode and preprocessing as predict (one inference path)."""
+    images = [files["a_good.jpg"], files["e_cmyk.jpg"], files["f_grey.png"]]
+    logits = predictor.logits(images)
+    probs = predictor.probabilities(logits)
+    for r, p in zip(predictor.predict(images), probs, strict=True):
+        np.testing.assert_allclose([r.probabilities[c] for c in CLASSES], p, atol=1e-6)
+    flipped = predictor.logits(images, tta=True)
+    assert flipped.shape == logits.shape and not np.allclose(flipped, logits)  # four views, not one
+    x = np.stack([predictor.prepare(i).x for i in images])
+    views = [x, x[..., ::-1], x[..., ::-1, :], x[..., ::-1, ::-1]]
+    want = np.mean([predictor.infer(np.ascontiguousarray(v))[0] for v in views], axis=0)
+    np.testing.assert_allclose(flipped, want, atol=1e-5)
+
+
+def test_logits_name_a_bad_image(predictor: Predictor, files: dict[str, Path]) -> None:
+    from dermascan.data.io import ImageError
+
+    with pytest.raises(ImageError, match="b_not_an_image"):
+        predictor.logits([files["a_good.jpg"], files["b_not_an_image.jpg"]])
+
+
+def test_a_tta_operating_point_is_refused_by_the_single_view_predictor(tmp_path: Path) -> None:
+    run = random_run(tmp_path / "tta", "resnet18", image_size=32)
+    (run / "operating_point.json").write_text(json.dumps({**OPERATING_POINT, "tta": True}))
+    with pytest.raises(ValueError, match="flip-averaged"):
+        Predictor.from_path(run, runtime="torch")

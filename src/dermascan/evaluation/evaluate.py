@@ -22,13 +22,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
-from torch.utils.data import DataLoader
 
 from dermascan import _html, _io
-from dermascan.data.datasets import DermoscopyDataset
 from dermascan.data.readers import DatasetError, DermoscopyIndex, read_dataset
-from dermascan.data.transforms import eval_transform
 from dermascan.decision import apply_temperature, decide
 from dermascan.evaluation import plots
 from dermascan.evaluation.calibration import fit_temperature
@@ -61,26 +57,21 @@ def select(index: DermoscopyIndex, splits: pd.DataFrame | None, split: str) -> p
     return index.frame.set_index("image_id").loc[ids].reset_index()
 
 
-@torch.inference_mode()
 def predict_logits(loaded: LoadedModel, frame: pd.DataFrame, batch_size: int = 64, tta: bool = False,
                    progress: bool = False) -> np.ndarray:
-    """Logits (N, K) of the model for every image of ``frame``, in order.
+    """Logits (N, K) of the model for every image of ``frame``, in order, through the Predictor's own decode
+    and preprocessing (:meth:`dermascan.inference.Predictor.logits`): evaluation measures what is served.
 
     With ``tta`` the logits are averaged over the image and its horizontal, vertical and double flips
     (the test-time augmentation of the ISIC 2018 winners; dermoscopy has no natural orientation).
     """
-    model = loaded.model.eval()
-    dataset = DermoscopyDataset(frame, eval_transform(loaded.preprocessing))
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=0)
-    if progress:
-        from tqdm import tqdm
+    from dermascan.inference.predictor import Predictor
 
-        loader = tqdm(loader, desc="predicting", unit="batch")
-    out = []
-    for x, _ in loader:  # x: (B, 3, H, W)
-        views = [x, x.flip(-1), x.flip(-2), x.flip(-1).flip(-2)] if tta else [x]
-        out.append(torch.stack([model(v).float() for v in views]).mean(0))  # (B, K)
-    return torch.cat(out).numpy().astype(np.float64) if out else np.zeros((0, len(CLASSES)))
+    predictor = Predictor.from_model(loaded, batch_size=batch_size)
+    try:
+        return predictor.logits(frame["path"].tolist(), tta=tta, progress=progress)
+    finally:
+        predictor.close()
 
 
 def calibrate(run: Run, index: DermoscopyIndex, target_sensitivity: float = 0.90, require_lower_ci: bool = False,

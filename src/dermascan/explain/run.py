@@ -26,10 +26,10 @@ from torch import Tensor, nn
 
 from dermascan._io import write_bytes
 from dermascan.data.io import load_image
-from dermascan.data.transforms import eval_transform
 from dermascan.explain.attention import attention_maps, is_vit
 from dermascan.explain.gradcam import grad_cam
 from dermascan.explain.render import heatmap_on_image, overlay
+from dermascan.inference.preprocess import preprocess
 from dermascan.models import LoadedModel
 
 Method = Literal["auto", "gradcam", "attention", "rollout"]
@@ -132,7 +132,8 @@ def explain_image(
     if class_index is not None and not 0 <= class_index < k:
         raise ValueError(f"class_index must be in 0..{k - 1} ({', '.join(loaded.classes)}), got {class_index}")
     image = image_path.convert("RGB") if isinstance(image_path, Image.Image) else load_image(image_path)
-    x = eval_transform(loaded.preprocessing)(image)[None].to(_device(model))  # (1, 3, S, S)
+    # The Predictor's own preprocessing (numpy), so the map is of exactly what is served.
+    x = torch.from_numpy(preprocess(image, loaded.preprocessing))[None].to(_device(model))  # (1, 3, S, S)
     maps, logits = compute_maps(model, x, method, class_index)
     probs = torch.softmax(logits.float(), dim=1)[0].cpu().numpy()  # (K,)
     # compute_maps already picked the class (or the map is class-agnostic): one map per image.

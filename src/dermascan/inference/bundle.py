@@ -286,6 +286,29 @@ def default_version(run_dir: Path, checkpoint: Path) -> str:
     return f"{run_dir.resolve().name}-{stamp:%Y%m%d}"
 
 
+def model_card(loaded: Any, policy: DecisionPolicy | None = None, name: str | None = None,
+               version: str | None = None) -> ModelCard:
+    """The card of a live model (a :class:`~dermascan.models.LoadedModel`) under a decision policy.
+
+    Args:
+        loaded: the loaded checkpoint.
+        policy: its decision policy (default: uncalibrated).
+        name: model name (default ``dermascan-<arch>``).
+        version: model version (default ``<arch>-checkpoint``).
+    """
+    from dermascan.models import model_info
+
+    return ModelCard(
+        name=name or f"dermascan-{loaded.arch.replace(':', '-')}",
+        version=version or f"{loaded.arch}-checkpoint",
+        arch=loaded.arch,
+        family=model_info(loaded.arch)["family"],
+        classes=tuple(loaded.classes),
+        preprocessing=loaded.preprocessing,
+        policy=policy or DecisionPolicy(),
+    )
+
+
 def run_card(run: Run, name: str | None = None, version: str | None = None) -> ModelCard:
     """The card of a loaded run (:func:`dermascan.runs.load_run`), with the run's decision policy.
 
@@ -294,18 +317,7 @@ def run_card(run: Run, name: str | None = None, version: str | None = None) -> M
         name: model name (default ``dermascan-<arch>``).
         version: model version (default :func:`default_version`).
     """
-    from dermascan.models import model_info
-
-    loaded = run.loaded
-    return ModelCard(
-        name=name or f"dermascan-{loaded.arch.replace(':', '-')}",
-        version=version or default_version(run.path, run.checkpoint),
-        arch=loaded.arch,
-        family=model_info(loaded.arch)["family"],
-        classes=tuple(loaded.classes),
-        preprocessing=loaded.preprocessing,
-        policy=run.policy(),
-    )
+    return model_card(run.loaded, run.policy(), name, version or default_version(run.path, run.checkpoint))
 
 
 def is_bundle(path: str | os.PathLike[str]) -> bool:
@@ -329,6 +341,7 @@ __all__ = [
     "file_table",
     "is_bundle",
     "load_bundle",
+    "model_card",
     "read_manifest",
     "run_card",
     "sha256_file",

@@ -31,8 +31,8 @@ import numpy as np
 from PIL import Image
 
 from dermascan.data.io import MAX_PIXELS, MIN_SIDE, ImageError, is_image_file, load_image, to_rgb
-from dermascan.decision import apply_temperature, decide, risk_band
-from dermascan.inference.bundle import Bundle, ModelCard, is_bundle, load_bundle, run_card
+from dermascan.decision import DecisionPolicy, apply_temperature, risk_band
+from dermascan.inference.bundle import Bundle, ModelCard, is_bundle, load_bundle, model_card, run_card
 from dermascan.inference.preprocess import preprocess
 from dermascan.inference.runtimes import Backend, backend_for_bundle, backend_for_model
 from dermascan.taxonomy import API_NAMES, MELANOMA_INDEX
@@ -232,13 +232,35 @@ class Predictor:
         from dermascan.runs import load_run
 
         run = load_run(path)
-        loaded, card = run.loaded, run_card(run)
+        card = run_card(run)
         card.policy.check_views(False, "the Predictor")
+        return cls._of_model(run.loaded, card, runtime, precision, device, threads, workers, batch_size)
+
+    @classmethod
+    def from_model(cls, loaded: Any, policy: DecisionPolicy | None = None, runtime: str = "torch",
+                   device: str | None = None, heatmap: bool = False, batch_size: int = 16) -> Predictor:
+        """A Predictor around a live model (a :class:`~dermascan.models.LoadedModel`), for evaluation.
+
+        Args:
+            loaded: the loaded checkpoint.
+            policy: the decision policy to apply (default: uncalibrated, argmax).
+            runtime: ``torch`` or ``torch-compile``.
+            device: torch device (``None``: where the model is).
+            heatmap: give the backend the heat-map head.
+            batch_size: largest batch sent to the model at once.
+        """
+        card = model_card(loaded, policy)
+        return cls._of_model(loaded, card, runtime, "fp32", device, None, 2, batch_size, heatmap=heatmap)
+
+    @classmethod
+    def _of_model(cls, loaded: Any, card: ModelCard, runtime: str, precision: str | None, device: str | None,
+                  threads: int | None, workers: int, batch_size: int, heatmap: bool = True) -> Predictor:
         if threads:
             import torch
 
             torch.set_num_threads(int(threads))
-        backend, kind = backend_for_model(loaded.model, runtime, precision or "fp32", device, family=card.family)
+        backend, kind = backend_for_model(loaded.model, runtime, precision or "fp32", device, heatmap=heatmap,
+                                          family=card.family)
         return cls(backend, card, kind, workers, batch_size)
 
     # ---------------------------------------------------------------------------------------- properties
@@ -299,6 +321,38 @@ class Predictor:
                 maps.append(mp)
         return np.concatenate(logits), (np.concatenate(maps) if maps else None)
 
+    def logits(self, images: Sequence[ImageInput], tta: bool = False, progress: bool = False) -> np.ndarray:
+        """Raw logits (N, K) of images, in order, through the same decode and preprocessing as :meth:`predict`.
+
+        What evaluation and calibration read: the decision policy is not applied here.
+
+        Args:
+            images: paths or any :data:`ImageInput`.
+            tta: average the logits over the image and its horizontal, vertical and double flips (dermoscopy
+                has no natural orientation); a threshold fitted on these holds only for these.
+            progress: show a progress bar on stderr.
+
+        Raises:
+            ImageError: an image cannot be decoded (named in the message).
+        """
+        out = np.zeros((0, len(self.card.classes)))
+        chunks = range(0, len(images), self.batch_size)
+        if progress:
+            from tqdm import tqdm
+
+            chunks = tqdm(chunks, desc="predicting", unit="batch")
+        pool = self._decoder_pool()
+        parts = []
+        for i in chunks:
+            prepared = list(pool.map(self.prepare, images[i : i + self.batch_size]))
+            bad = next((p for p in prepared if p.error is not None), None)
+            if bad is not None:
+                raise ImageError(bad.error)
+            x = np.stack([p.x for p in prepared])  # (B, 3, S, S)
+            views = [x, x[..., ::-1], x[..., ::-1, :], x[..., ::-1, ::-1]] if tta else [x]
+            parts.append(np.mean([self.infer(np.ascontiguousarray(v))[0] for v in views], axis=0))  # (B, K)
+        return np.concatenate(parts).astype(np.float64) if parts else out
+
     def probabilities(self, logits: np.ndarray) -> np.ndarray:
         """Calibrated probabilities ``softmax(logits / T)``, float64 (B, K)."""
         return apply_temperature(logits, self.card.policy.temperature)
@@ -306,7 +360,7 @@ class Predictor:
     def decide(self, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(primary class index (B,), melanoma flag (B,)) by DermaScan's rule at the locked threshold."""
         threshold = self.card.policy.threshold
-        primary = decide(probs, threshold)  # (B,)
+        primary = self.card.policy.decide(probs)  # (B,)
         if threshold is None:
             return primary, primary == MELANOMA_INDEX
         return primary, probs[:, MELANOMA_INDEX] >= threshold
