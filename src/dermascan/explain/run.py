@@ -26,10 +26,10 @@ from torch import Tensor, nn
 
 from dermascan._io import write_bytes
 from dermascan.data.io import load_image
+from dermascan.data.preprocess import preprocess
 from dermascan.explain.attention import attention_maps, is_vit
 from dermascan.explain.gradcam import grad_cam
 from dermascan.explain.render import heatmap_on_image, overlay
-from dermascan.inference.preprocess import preprocess
 from dermascan.models import LoadedModel
 
 Method = Literal["auto", "gradcam", "attention", "rollout"]

@@ -3,12 +3,13 @@
 * :class:`Predictor` - ``Predictor.from_path(bundle | run | checkpoint, runtime="auto")``, then ``predict`` or
   ``predict_paths``; results are :class:`Prediction` / :class:`PredictionError`.
 * :mod:`~dermascan.inference.bundle` - the deployable bundle: manifest, checksums, :func:`load_bundle`.
-* :mod:`~dermascan.inference.preprocess` - the eval transform in numpy/PIL (no torch).
+* :mod:`~dermascan.data.preprocess` (re-exported here) - the eval transform in numpy/PIL (no torch).
 * :mod:`~dermascan.inference.runtimes` - ONNX Runtime, OpenVINO and PyTorch backends.
 
 Importing this package does not import torch; only the PyTorch runtimes do, when they are used.
 """
 
+from dermascan.data.preprocess import preprocess
 from dermascan.decision import UncalibratedWarning
 from dermascan.inference.bundle import (
     Bundle,
@@ -19,7 +20,6 @@ from dermascan.inference.bundle import (
     verify_bundle,
 )
 from dermascan.inference.predictor import ImageInput, Prediction, PredictionError, Predictor, Result, expand_paths
-from dermascan.inference.preprocess import preprocess
 from dermascan.inference.runtimes import RUNTIMES, RuntimeUnavailableError, available_runtimes, choose_runtime
 
 __all__ = [

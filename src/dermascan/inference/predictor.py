@@ -1,7 +1,7 @@
 """The Predictor: the one inference path of DermaScan (CLI, HTTP service, export parity, benchmarks).
 
 image (path, bytes, PIL or array) -> decode (:func:`dermascan.data.io.load_image`: EXIF rotation, mode
-conversions, size limits) -> the model's own preprocessing (:mod:`dermascan.inference.preprocess`, numpy)
+conversions, size limits) -> the model's own preprocessing (:mod:`dermascan.data.preprocess`, numpy)
 -> runtime (:mod:`dermascan.inference.runtimes`) -> temperature-scaled probabilities -> DermaScan's decision
 rule at the locked melanoma threshold (:func:`dermascan.decision.decide`) -> risk band ->
 optional heat map from the same forward pass (:mod:`dermascan.explain.render`).
@@ -31,9 +31,9 @@ import numpy as np
 from PIL import Image
 
 from dermascan.data.io import MAX_PIXELS, MIN_SIDE, ImageError, is_image_file, load_image, to_rgb
+from dermascan.data.preprocess import preprocess
 from dermascan.decision import DecisionPolicy, apply_temperature, risk_band
 from dermascan.inference.bundle import Bundle, ModelCard, is_bundle, load_bundle, model_card, run_card
-from dermascan.inference.preprocess import preprocess
 from dermascan.inference.runtimes import Backend, backend_for_bundle, backend_for_model
 from dermascan.taxonomy import API_NAMES, MELANOMA_INDEX
 

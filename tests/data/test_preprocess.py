@@ -10,8 +10,8 @@ from PIL import Image
 
 from dermascan.config import Preprocessing
 from dermascan.data.io import load_image
+from dermascan.data.preprocess import geometry, preprocess, preprocess_batch
 from dermascan.data.transforms import eval_transform
-from dermascan.inference.preprocess import geometry, preprocess, preprocess_batch
 
 
 def _random_image(w: int, h: int, seed: int) -> Image.Image:
