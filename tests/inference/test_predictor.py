@@ -244,8 +244,19 @@ def test_runtime_choice(onnx_bundle: Path) -> None:
         assert choose_runtime("onnx") == "openvino"  # x86-64 CPU without a CUDA provider
     with pytest.raises(ValueError, match="unknown runtime"):
         Predictor.from_path(onnx_bundle, runtime="tensorflow")
-    with pytest.raises(RuntimeUnavailableError, match="needs a torchscript model"):
+    with pytest.raises(RuntimeUnavailableError, match="needs a torchscript bundle"):
         Predictor.from_path(onnx_bundle, runtime="torchscript")
+
+
+def test_one_rule_says_which_runtime_serves_what() -> None:
+    from dermascan.inference.runtimes import unavailable_reason
+
+    assert unavailable_reason("onnxruntime", "onnx") is None
+    assert unavailable_reason("torch", "checkpoint") is None
+    assert "checkpoint runs on torch" in unavailable_reason("onnxruntime", "checkpoint")
+    assert "state dict" in unavailable_reason("torch", "onnx", have_weights=False)
+    assert unavailable_reason("torch", "onnx", have_weights=True) is None
+    assert "needs a onnx bundle" in unavailable_reason("openvino", "torchscript")
 
 
 def test_onnxruntime_threads_do_not_spin_between_calls(onnx_bundle: Path) -> None:

@@ -268,18 +268,11 @@ def check_bundle_parity(
 
 
 def parity_runtimes_for(fmt: str, precision: str) -> list[str]:
-    """Runtimes present here that would serve a bundle of this format and precision."""
-    from dermascan.inference.runtimes import available_runtimes, onnxruntime_providers
+    """Runtimes present here that would serve a bundle of this format and precision (not the eager ones)."""
+    from dermascan.inference.runtimes import unavailable_reason
 
-    have = {rt for rt, why in available_runtimes().items() if why is None}
-    if fmt == "torchscript":
-        return ["torchscript"] if "torchscript" in have else []
-    names = []
-    if "onnxruntime" in have and (precision != "fp16" or len(onnxruntime_providers()) > 1):
-        names.append("onnxruntime")
-    if "openvino" in have:
-        names.append("openvino")
-    return names
+    candidates = ["torchscript"] if fmt == "torchscript" else ["onnxruntime", "openvino"]
+    return [rt for rt in candidates if unavailable_reason(rt, fmt, precision) is None]
 
 
 def _parity_device(runtime: str) -> str | None:

@@ -404,36 +404,20 @@ def heatmap_cost(bundle_with_maps: str | os.PathLike[str], bundle_without_maps: 
 def runnable_specs(bundle_dir: str | os.PathLike[str], specs: Sequence[str]) -> tuple[list[str], dict[str, str]]:
     """Split ``specs`` into those that can run this bundle here and ``{spec: why not}`` for the rest."""
     from dermascan.inference.bundle import read_manifest
-    from dermascan.inference.runtimes import REQUIRES, available_runtimes
+    from dermascan.inference.runtimes import unavailable_reason
 
     manifest = read_manifest(bundle_dir)
     fmt, has_weights = manifest["model"]["format"], bool(manifest.get("weights"))
-    available = available_runtimes()
     ok, skipped = [], {}
     for spec in specs:
         runtime, precision = parse_spec(spec)
-        if spec == PLAIN_EAGER:
-            if available["torch"] is not None or not has_weights:
-                skipped[spec] = available["torch"] or "the bundle has no state dict"
-            else:
-                ok.append(spec)
-            continue
-        need = REQUIRES[runtime]
-        if available[runtime] is not None:
-            skipped[spec] = available[runtime]
-        elif need == "weights" and not has_weights:
-            skipped[spec] = "the bundle has no state dict"
-        elif need in ("onnx", "torchscript") and need != fmt:
-            skipped[spec] = f"needs a {need} bundle, this one is {fmt}"
-        elif runtime == "onnxruntime" and (precision or manifest["model"]["precision"]) == "fp16":
-            from dermascan.inference.runtimes import onnxruntime_providers
-
-            if len(onnxruntime_providers()) == 1:
-                skipped[spec] = "fp16 needs onnxruntime's CUDA/TensorRT provider"
-            else:
-                ok.append(spec)
-        else:
+        # the plain eager pipeline runs the state dict on torch, like the torch runtime
+        why = unavailable_reason("torch" if spec == PLAIN_EAGER else runtime, fmt,
+                                 precision or manifest["model"]["precision"], has_weights)
+        if why is None:
             ok.append(spec)
+        else:
+            skipped[spec] = why
     return ok, skipped
 
 

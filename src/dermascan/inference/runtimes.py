@@ -52,7 +52,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from dermascan.errors import DermaScanError
+from dermascan.errors import ConfigError, DermaScanError
 
 if TYPE_CHECKING:
     from torch import nn
@@ -110,8 +110,36 @@ def _is_x86_64() -> bool:
     return platform.machine().lower() in ("x86_64", "amd64")
 
 
+def unavailable_reason(runtime: str, model_format: str, precision: str = "fp32",
+                       have_weights: bool = False) -> str | None:
+    """Why ``runtime`` cannot serve a model here, or ``None`` when it can: the one rule of who serves what.
+
+    Used by :func:`choose_runtime`, :func:`backend_for_bundle`, the export parity check and the benchmark.
+
+    Args:
+        runtime: one of :data:`RUNTIMES`.
+        model_format: ``onnx``, ``torchscript`` or ``checkpoint`` (a run folder / ``.ckpt``).
+        precision: the precision it would run at (an fp16 ONNX graph needs a GPU provider on ONNX Runtime).
+        have_weights: the bundle also carries a state dict (what the PyTorch runtimes run).
+    """
+    _check_runtime_name(runtime)
+    missing = available_runtimes()[runtime]
+    if missing is not None:
+        return missing
+    need = REQUIRES[runtime]
+    if model_format == "checkpoint":
+        return None if need == "weights" else f"a checkpoint runs on torch or torch-compile, not {runtime}"
+    if need == "weights" and not have_weights:
+        return "the bundle has no state dict (weights.safetensors)"
+    if need in ("onnx", "torchscript") and need != model_format:
+        return f"needs a {need} bundle, this one is {model_format}"
+    if runtime == "onnxruntime" and precision == "fp16" and len(onnxruntime_providers()) == 1:
+        return "fp16 needs onnxruntime's CUDA/TensorRT provider"
+    return None
+
+
 def choose_runtime(model_format: str, precision: str = "fp32", have_weights: bool = False) -> str:
-    """The fastest runtime present for a model (see the module docstring for the rule).
+    """The fastest runtime present for a model (see the module docstring for the order).
 
     Args:
         model_format: ``onnx``, ``torchscript`` or ``checkpoint`` (a run folder / ``.ckpt``).
@@ -121,25 +149,17 @@ def choose_runtime(model_format: str, precision: str = "fp32", have_weights: boo
     Raises:
         RuntimeUnavailableError: nothing installed can run it, with what to install.
     """
-    available = {rt for rt, why in available_runtimes().items() if why is None}
-    if model_format == "checkpoint":
-        if "torch" in available:
-            return "torch"
-    elif model_format == "torchscript":
-        if "torchscript" in available:
-            return "torchscript"
-    elif model_format == "onnx":
-        gpu = "onnxruntime" in available and any(p != "CPUExecutionProvider" for p in onnxruntime_providers())
-        if gpu:
-            return "onnxruntime"
-        if "openvino" in available and _is_x86_64():
-            return "openvino"
-        if "onnxruntime" in available and precision != "fp16":
-            return "onnxruntime"
-        if "openvino" in available:
-            return "openvino"
-        if have_weights and "torch" in available:
-            return "torch"
+    gpu = available_runtimes()["onnxruntime"] is None and len(onnxruntime_providers()) > 1
+    if gpu:
+        order = ["onnxruntime", "openvino"]
+    elif _is_x86_64():
+        order = ["openvino", "onnxruntime"]
+    else:
+        order = ["onnxruntime", "openvino"]
+    order += ["torchscript", "torch"]
+    for runtime in order:
+        if unavailable_reason(runtime, model_format, precision, have_weights) is None:
+            return runtime
     raise RuntimeUnavailableError(
         f"no installed runtime can run a {precision} {model_format} model: install onnxruntime or openvino "
         "(ONNX bundles) or torch (TorchScript bundles, run folders)"
@@ -369,13 +389,10 @@ def backend_for_bundle(bundle: Bundle, runtime: str, precision: str | None = Non
     precision = precision or bundle.precision
     if runtime == "auto":
         runtime = choose_runtime(bundle.model_format, bundle.precision, bundle.weights_file is not None)
-    _check_runtime(runtime)
-    need = REQUIRES[runtime]
-    if need in ("onnx", "torchscript") and bundle.model_format != need:
+    why = unavailable_reason(runtime, bundle.model_format, precision, bundle.weights_file is not None)
+    if why is not None:
         raise RuntimeUnavailableError(
-            f"runtime {runtime!r} needs a {need} model but bundle {bundle.path} holds {bundle.model_format}; "
-            f"use {'onnxruntime/openvino' if bundle.model_format == 'onnx' else 'torchscript'}"
-            + (" or torch" if bundle.weights_file is not None else "")
+            f"runtime {runtime!r} cannot run bundle {bundle.path} ({bundle.precision} {bundle.model_format}): {why}"
         )
     if runtime == "onnxruntime":
         return OnnxRuntimeBackend(bundle.model_file, precision, device, threads)
@@ -418,9 +435,13 @@ def backend_for_model(model: nn.Module, runtime: str = "torch", precision: str =
     return TorchBackend(module, runtime, precision, device, family), kind
 
 
-def _check_runtime(runtime: str) -> None:
+def _check_runtime_name(runtime: str) -> None:
     if runtime not in RUNTIMES:
-        raise ValueError(f"unknown runtime {runtime!r}: expected 'auto' or one of {', '.join(RUNTIMES)}")
+        raise ConfigError(f"unknown runtime {runtime!r}: expected 'auto' or one of {', '.join(RUNTIMES)}")
+
+
+def _check_runtime(runtime: str) -> None:
+    _check_runtime_name(runtime)
     why = available_runtimes()[runtime]
     if why is not None:
         raise RuntimeUnavailableError(f"runtime {runtime!r} is not available: {why}")
@@ -439,5 +460,6 @@ __all__ = [
     "choose_runtime",
     "onnxruntime_providers",
     "torch_model_from_bundle",
+    "unavailable_reason",
     "with_heatmap_head",
 ]
