@@ -101,7 +101,7 @@ def test_float_ends_are_the_stem_and_the_last_stage(int8_bundle: Path, tmp_path:
 def test_int8_falls_back_to_float_ends_when_all_int8_fails_parity(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import dermascan.export as export_lib
+    import dermascan.export.exporter as export_lib
 
     real = export_lib.check_bundle_parity
     calls: list[str] = []
