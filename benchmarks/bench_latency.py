@@ -33,13 +33,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from dermascan.export.benchmark import (
-    format_table,
-    heatmap_cost,
-    random_bundle,
-    run_benchmark,
-    synthetic_jpeg,
-)
+from dermascan.export.benchmark import format_table, heatmap_cost, run_benchmark
+from dermascan.testing import random_bundle, synthetic_jpeg
 
 SPECS = ["torch", "torch:bf16", "onnxruntime", "openvino", "openvino:bf16"]
 #: Runtimes of the int8 bundle (the eager reference is added by run_benchmark).

@@ -84,7 +84,7 @@ def test_the_rule_catches_a_wrong_import() -> None:
 
 
 def test_a_process_serving_an_onnx_bundle_imports_neither_torch_nor_scipy(tmp_path: Path) -> None:
-    from dermascan.export.benchmark import random_bundle, synthetic_jpeg
+    from dermascan.testing import random_bundle, synthetic_jpeg
 
     bundle = random_bundle(tmp_path / "b", "resnet18", 32)
     image = tmp_path / "x.jpg"

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from dermascan.export.benchmark import random_run
+from dermascan.testing import random_run
 
 
 @pytest.fixture

@@ -9,16 +9,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from dermascan.export.benchmark import (
-    PLAIN_EAGER,
-    format_table,
-    parse_spec,
-    percentiles,
-    random_bundle,
-    run_benchmark,
-    runnable_specs,
-    synthetic_jpeg,
-)
+from dermascan.export.benchmark import PLAIN_EAGER, format_table, parse_spec, percentiles, run_benchmark, runnable_specs
+from dermascan.testing import random_bundle, synthetic_jpeg
 
 
 @pytest.fixture(scope="module")

@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from dermascan.explain import heatmap_model
-from dermascan.export.benchmark import random_bundle
 from dermascan.export.onnx import export_onnx
 from dermascan.inference import available_runtimes
 from dermascan.models import create_model
+from dermascan.testing import random_bundle
 
 
 def _model(arch: str) -> torch.nn.Module:

@@ -11,7 +11,6 @@ import torch
 
 from dermascan.export import ExportParityError, export_bundle, split_images
 from dermascan.export import parity as parity_lib
-from dermascan.export.benchmark import random_run, synthetic_jpeg
 from dermascan.export.parity import (
     FP32_PROB_TOL,
     MIN_AGREEMENT,
@@ -21,6 +20,7 @@ from dermascan.export.parity import (
     prepare_batches,
 )
 from dermascan.inference import Predictor
+from dermascan.testing import random_run, synthetic_jpeg
 
 
 def test_criteria() -> None:

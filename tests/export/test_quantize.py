@@ -11,11 +11,11 @@ import onnx
 import pytest
 
 from dermascan.export import ExportParityError, export_bundle
-from dermascan.export.benchmark import random_bundle, random_run, synthetic_jpeg
 from dermascan.export.quantize import QuantizationError, float_ends, quantize_onnx
 from dermascan.inference import Predictor
 from dermascan.inference.runtimes import available_runtimes
 from dermascan.taxonomy import CLASSES
+from dermascan.testing import random_bundle, random_run, synthetic_jpeg
 
 
 @pytest.fixture(scope="module")

@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from dermascan.explain import heatmap_model
-from dermascan.export.benchmark import random_bundle, synthetic_jpeg
 from dermascan.export.torchscript import export_torchscript
 from dermascan.inference import Prediction, Predictor
 from dermascan.models import create_model
 from dermascan.taxonomy import CLASSES
+from dermascan.testing import random_bundle, synthetic_jpeg
 
 
 def _load(path: Path) -> torch.jit.ScriptModule:

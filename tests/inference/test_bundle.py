@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 from dermascan.export import export_bundle
-from dermascan.export.benchmark import random_bundle, random_run, synthetic_jpeg
 from dermascan.inference import BundleError, Prediction, Predictor, load_bundle, verify_bundle
 from dermascan.inference.bundle import MANIFEST_NAME, bundle_digest
 from dermascan.runs import read_operating_point
 from dermascan.taxonomy import CLASSES
+from dermascan.testing import random_bundle, random_run, synthetic_jpeg
 
 IMAGES = [synthetic_jpeg(90 + 13 * i, 70 + 9 * i, seed=i) for i in range(5)]
 

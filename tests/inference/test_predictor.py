@@ -16,7 +16,6 @@ import pytest
 import torch
 from PIL import Image
 
-from dermascan.export.benchmark import random_bundle, random_run, synthetic_jpeg
 from dermascan.inference import (
     Prediction,
     PredictionError,
@@ -28,6 +27,7 @@ from dermascan.inference import (
 from dermascan.inference.runtimes import backend_for_model
 from dermascan.models import load_checkpoint
 from dermascan.taxonomy import API_NAMES, CLASSES
+from dermascan.testing import random_bundle, random_run, synthetic_jpeg
 
 OPERATING_POINT = {"temperature": 1.2, "threshold": 0.25, "target_sensitivity": 0.9, "criterion": "point",
                    "risk_bands": {"moderate": 0.08, "high": 0.25}, "selected_on": "val", "validation": {}}
@@ -270,7 +270,7 @@ def test_onnx_serving_path_never_imports_torch(onnx_bundle: Path) -> None:
     code = (
         "import sys\n"
         "from dermascan.inference import Predictor\n"
-        "from dermascan.export.benchmark import synthetic_jpeg\n"
+        "from dermascan.testing import synthetic_jpeg\n"
         f"for rt in {runtimes!r}:\n"
         f"    p = Predictor.from_path({str(onnx_bundle)!r}, runtime=rt)\n"
         "    r = p.predict([synthetic_jpeg(100, 80)], heatmap=True)[0]\n"
