@@ -72,14 +72,16 @@ def test_export_predict_and_bench_commands(tiny_run: Path, synth_small: Path, tm
     result = runner.invoke(app, ["export", "--run", str(tiny_run), "--out", str(bundle)])
     assert result.exit_code == 0, result.output
     assert "parity on" in result.output and (bundle / "manifest.json").exists()
+    assert "parity" in result.stderr  # progress of the parity passes
 
     good = sorted((synth_small / "images").iterdir())[:2]
     (tmp_path / "bad.jpg").write_bytes(b"not a jpeg")
     result = runner.invoke(app, ["predict", "--bundle", str(bundle), *map(str, good), str(tmp_path / "bad.jpg"),
                                  "--heatmap", str(tmp_path / "maps")])
     assert result.exit_code == 0, result.output
-    lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    lines = [json.loads(line) for line in result.stdout.splitlines()]  # stdout is JSON lines only
     assert [Path(d["image"]).name for d in lines] == [good[0].name, good[1].name, "bad.jpg"]
+    assert "predicting" in result.stderr and "3/3" in result.stderr  # the progress bar is on stderr
     assert set(lines[0]["probabilities"]) == {"MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC"}
     assert 0 <= lines[0]["melanoma_risk"] <= 1 and isinstance(lines[0]["melanoma_flag"], bool)
     assert "error" in lines[2] and Path(lines[0]["heatmap"]).exists()

@@ -303,8 +303,15 @@ def predict(
         predictor = Predictor.from_path(source, runtime=runtime, batch_size=batch_size)
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         raise _fail(str(e)) from e
+    from tqdm import tqdm
+
+    from dermascan.inference import expand_paths
+
+    files = list(expand_paths(images))
     failed = 0
-    for result in predictor.predict_paths(images, batch_size=batch_size, heatmap_dir=heatmap):
+    results = predictor.predict_paths(files, batch_size=batch_size, heatmap_dir=heatmap)
+    # the bar goes to stderr, the JSON lines to stdout: `dermascan predict DIR > out.jsonl` stays clean
+    for result in tqdm(results, total=len(files), desc="predicting", unit="img", disable=len(files) < 2):
         d = result.to_dict()
         failed += "error" in d
         typer.echo(json.dumps(d))
@@ -340,7 +347,7 @@ def export(
         path = export_bundle(run, out, fmt=format, precision=precision, name=name, version=version,
                              parity_images=[parity_images] if parity_images else None,
                              calibration_images=[calibration_images] if calibration_images else None,
-                             overwrite=overwrite)
+                             overwrite=overwrite, progress=True)
     except ExportParityError as e:
         raise _fail(f"parity check failed, bundle not written: {e}") from e
     except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as e:
@@ -370,7 +377,8 @@ def bench(
     from dermascan.export.benchmark import format_table, run_benchmark
 
     try:
-        report = run_benchmark(bundle, runtimes=runtime, out_json=out, image=image, repeats=repeats, rounds=rounds)
+        report = run_benchmark(bundle, runtimes=runtime, out_json=out, image=image, repeats=repeats, rounds=rounds,
+                               progress=True)
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         raise _fail(str(e)) from e
     typer.echo(format_table(report))

@@ -335,6 +335,7 @@ def run_benchmark(
     timeout: float = 900.0,
     with_reference: bool = True,
     rounds: int = 1,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Benchmark a bundle on several runtimes, side by side, with eager PyTorch as the reference.
 
@@ -376,13 +377,17 @@ def run_benchmark(
     if rounds < 1:
         raise ValueError(f"rounds must be at least 1, got {rounds}")
     by_round: list[dict[str, dict[str, Any]]] = []
-    with tempfile.TemporaryDirectory() as tmp:
+    from tqdm import tqdm
+
+    bar = tqdm(total=rounds * len(specs), desc="bench", unit="runtime", disable=not progress)
+    with tempfile.TemporaryDirectory() as tmp, bar:
         image_path = Path(tmp) / "image.bin"
         image_path.write_bytes(data)
         for k in range(rounds):
             shift = k % len(specs) if specs else 0
             this_round = {}
             for spec in specs[shift:] + specs[:shift]:
+                bar.set_postfix_str(f"round {k + 1}/{rounds}: {spec}")
                 if isolate:
                     this_round[spec] = _measure_isolated(bundle_dir, spec, image_path, kwargs, timeout)
                 else:
@@ -390,6 +395,7 @@ def run_benchmark(
                         this_round[spec] = measure(bundle_dir, spec, data, **kwargs)
                     except Exception as e:  # one broken runtime must not hide the others' figures
                         this_round[spec] = {"spec": spec, "error": f"{type(e).__name__}: {e}"}
+                bar.update()
             by_round.append(this_round)
     results = [_pool([r[spec] for r in by_round]) for spec in specs]
     ref = next((r for r in results if r["spec"] == REFERENCE and "error" not in r), None)

@@ -30,6 +30,7 @@ def check_bundle_parity(
     images: Sequence[ImageInput],
     precision: str,
     runtimes: Sequence[str] | None = None,
+    progress: bool = False,
 ) -> list[ParityReport]:
     """Compare a written bundle, loaded on each runtime, with the eager fp32 model.
 
@@ -40,7 +41,7 @@ def check_bundle_parity(
     from dermascan.inference.predictor import Predictor
 
     reference = reference_predictor(model, card, heatmap_kind)
-    batches, errors = prepare_batches(reference, images)
+    batches, errors = prepare_batches(reference, images, progress="parity: reading images" if progress else None)
     if errors:
         log.warning("parity: %d image(s) skipped: %s", len(errors), "; ".join(errors[:3]))
     if not batches:
@@ -59,7 +60,7 @@ def check_bundle_parity(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UncalibratedWarning)  # already said once, when the run was loaded
             candidate = Predictor.from_path(bundle_dir, runtime=rt, device=_parity_device(rt))
-        reports.append(compare(reference, candidate, batches, precision, reference_outputs=ref_out))
+        reports.append(compare(reference, candidate, batches, precision, reference_outputs=ref_out, progress=progress))
         candidate.backend.close()
     failed = [r for r in reports if not r.passed]
     if failed:

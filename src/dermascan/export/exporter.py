@@ -52,6 +52,7 @@ def export_bundle(
     max_calibration_images: int = DEFAULT_CALIBRATION_IMAGES,
     int8_float_ends: bool | None = None,
     overwrite: bool = False,
+    progress: bool = False,
 ) -> Path:
     """Export a run (or a checkpoint) to a verified bundle at ``out_dir``.
 
@@ -76,6 +77,7 @@ def export_bundle(
             not (``False``); ``None`` tries all-int8 and, if it fails parity, the mixed graph
             (:mod:`dermascan.export.quantize`).
         overwrite: replace an existing bundle at ``out_dir``.
+        progress: progress bars (stderr) for the calibration and parity passes.
 
     Returns:
         ``out_dir``.
@@ -123,7 +125,7 @@ def export_bundle(
     graph, kind = with_heatmap_head(model) if heatmap else (model, None)
     calibration = None
     if precision == "int8":
-        calibration = _calibration_batches(model, card, calibration_images, run_path, max_calibration_images)
+        calibration = _calibration_batches(model, card, calibration_images, run_path, max_calibration_images, progress)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -149,7 +151,7 @@ def export_bundle(
                 }
             write_manifest(tmp, manifest)
             try:
-                reports = check_bundle_parity(tmp, model, card, kind, images, precision, parity_runtimes)
+                reports = check_bundle_parity(tmp, model, card, kind, images, precision, parity_runtimes, progress)
                 break
             except ExportParityError as e:
                 failures.append(e)
@@ -190,7 +192,8 @@ def _expand(images: Sequence[ImageInput]) -> list[ImageInput]:
 
 
 def _calibration_batches(
-    model: nn.Module, card: ModelCard, images: Sequence[ImageInput] | None, run_dir: Path, limit: int
+    model: nn.Module, card: ModelCard, images: Sequence[ImageInput] | None, run_dir: Path, limit: int,
+    progress: bool = False,
 ) -> list[np.ndarray]:
     """Preprocessed calibration images for int8, in batches of 8 (default: the run's training split)."""
     from dermascan.export.parity import prepare_batches
@@ -198,7 +201,8 @@ def _calibration_batches(
     pool = _expand(images) if images is not None else split_images(run_dir, "train")
     if limit > 0 and len(pool) > limit:
         pool = [pool[i] for i in np.linspace(0, len(pool) - 1, limit).round().astype(int)]  # every class region
-    batches, errors = prepare_batches(reference_predictor(model, card, None), pool, batch_size=8)
+    batches, errors = prepare_batches(reference_predictor(model, card, None), pool, batch_size=8,
+                                      progress="int8 calibration" if progress else None)
     if errors:
         log.warning("calibration: %d image(s) skipped: %s", len(errors), "; ".join(errors[:3]))
     if not batches:

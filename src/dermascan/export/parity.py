@@ -112,7 +112,8 @@ def passes(precision: str, max_abs_prob_diff: float, primary_agreement: float, f
 
 def compare(reference: Predictor, candidate: Predictor, batches: Sequence[np.ndarray],
             precision: str | None = None,
-            reference_outputs: Sequence[tuple[np.ndarray, np.ndarray | None]] | None = None) -> ParityReport:
+            reference_outputs: Sequence[tuple[np.ndarray, np.ndarray | None]] | None = None,
+            progress: bool = False) -> ParityReport:
     """Run both predictors on the same preprocessed batches and compare their outputs.
 
     Args:
@@ -124,6 +125,7 @@ def compare(reference: Predictor, candidate: Predictor, batches: Sequence[np.nda
             fp32, because its weights may be rounded.
         reference_outputs: ``reference.infer(batch)`` for each batch, when already computed (several
             candidates are compared with one reference).
+        progress: show a progress bar over the batches on stderr.
 
     Raises:
         ValueError: no images.
@@ -134,7 +136,10 @@ def compare(reference: Predictor, candidate: Predictor, batches: Sequence[np.nda
         raise ValueError("parity needs at least one image")
     dp, same_primary, same_flag = 0.0, 0, 0
     map_diffs: list[float] = []  # per image
-    for i, x in enumerate(batches):
+    from tqdm import tqdm
+
+    bar = tqdm(batches, desc=f"parity {candidate.runtime}", unit="batch", disable=not progress, leave=False)
+    for i, x in enumerate(bar):
         ref_logits, ref_maps = reference_outputs[i] if reference_outputs is not None else reference.infer(x)
         cand_logits, cand_maps = candidate.infer(x)
         p_ref, p_cand = reference.probabilities(ref_logits), candidate.probabilities(cand_logits)  # (B, K)
@@ -160,15 +165,23 @@ def compare(reference: Predictor, candidate: Predictor, batches: Sequence[np.nda
     )
 
 
-def prepare_batches(predictor: Predictor, images: Sequence[ImageInput], batch_size: int = 16
-                    ) -> tuple[list[np.ndarray], list[str]]:
+def prepare_batches(predictor: Predictor, images: Sequence[ImageInput], batch_size: int = 16,
+                    progress: str | None = None) -> tuple[list[np.ndarray], list[str]]:
     """Decode and preprocess images once for every comparison.
+
+    Args:
+        predictor: decodes and preprocesses (its model is not run).
+        images: the images.
+        batch_size: images per batch.
+        progress: a progress-bar label (on stderr), or ``None`` for none.
 
     Returns:
         ``(batches, errors)``: float32 batches and the messages of images that could not be read.
     """
+    from tqdm import tqdm
+
     arrays, errors = [], []
-    for i, img in enumerate(images):
+    for i, img in enumerate(tqdm(images, desc=progress, unit="img", disable=progress is None, leave=False)):
         p = predictor.prepare(img, str(img) if not isinstance(img, bytes) else f"image-{i}")
         if p.error is not None:
             errors.append(p.error)
