@@ -15,7 +15,6 @@ Nothing here imports torch: with an ONNX bundle on ONNX Runtime or OpenVINO the 
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 import threading
@@ -25,113 +24,21 @@ from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from dermascan.data.io import MAX_PIXELS, MIN_SIDE, ImageError, is_image_file, load_image, to_rgb
+from dermascan.data.io import ImageError
 from dermascan.data.preprocess import preprocess
 from dermascan.decision import DecisionPolicy, apply_temperature, risk_band
 from dermascan.inference.bundle import Bundle, ModelCard, is_bundle, load_bundle, model_card, run_card
+from dermascan.inference.inputs import decode, expand_paths, name_of
+from dermascan.inference.results import ImageInput, Prediction, PredictionError, Result, write_overlay
 from dermascan.inference.runtimes import Backend, backend_for_bundle, backend_for_model
-from dermascan.taxonomy import API_NAMES, MELANOMA_INDEX
+from dermascan.taxonomy import MELANOMA_INDEX
 
 log = logging.getLogger(__name__)
-
-#: What :meth:`Predictor.predict` accepts per image.
-ImageInput = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]  # noqa: UP007 (a runtime alias)
-
-
-@dataclass
-class Prediction:
-    """The result for one image.
-
-    Attributes:
-        image: the image's name (its path, or the name given).
-        probabilities: calibrated class probabilities by class code, in the ISIC 2018 order.
-        primary: code of the diagnosis by DermaScan's decision rule (melanoma exactly when flagged).
-        confidence: probability of ``primary``.
-        melanoma_risk: calibrated ``p(melanoma)``.
-        melanoma_flag: ``melanoma_risk >= threshold`` (uncalibrated model: the argmax is melanoma).
-        risk_band: ``low`` / ``moderate`` / ``high``, or ``None`` for an uncalibrated model.
-        threshold: the melanoma operating threshold used (``None``: uncalibrated).
-        model_version: version of the model that answered.
-        heatmap: (H, W) float32 in [0, 1] over the decoded (upright) image, for the ``primary`` class;
-            zero outside the centre crop the model saw. ``None`` unless asked for.
-        heatmap_box: (left, top, right, bottom) of that crop in the image.
-        heatmap_path: where ``predict_paths(heatmap_dir=...)`` wrote the overlay PNG.
-        timings_ms: decode, preprocess, inference (the batch's time divided by its size), heatmap, total.
-    """
-
-    image: str
-    probabilities: dict[str, float]
-    primary: str
-    confidence: float
-    melanoma_risk: float
-    melanoma_flag: bool
-    risk_band: str | None
-    threshold: float | None
-    model_version: str
-    heatmap: np.ndarray | None = field(default=None, repr=False)
-    heatmap_box: tuple[int, int, int, int] | None = None
-    heatmap_path: str | None = None
-    timings_ms: dict[str, float] = field(default_factory=dict)
-    _rgb: Image.Image | None = field(default=None, repr=False, compare=False)
-
-    @property
-    def primary_name(self) -> str:
-        """API name of the primary diagnosis (``melanocytic_nevus``)."""
-        return API_NAMES[self.primary]
-
-    def overlay(self, alpha: float = 0.45) -> Image.Image:
-        """The heat map blended over the image (only inside the crop the model saw)."""
-        from dermascan.explain.render import overlay
-
-        if self.heatmap is None or self._rgb is None:
-            raise ValueError(f"{self.image}: no heat map; predict with heatmap=True")
-        return overlay(self._rgb, self.heatmap, alpha=alpha, box=self.heatmap_box)
-
-    def to_dict(self, heatmap_png: bool = False) -> dict[str, Any]:
-        """JSON-ready dict (one line of ``dermascan predict``).
-
-        Args:
-            heatmap_png: add ``heatmap_png``, the overlay as base64 PNG (the API's ``attention_map``).
-        """
-        out: dict[str, Any] = {
-            "image": self.image,
-            "probabilities": {k: round(v, 6) for k, v in self.probabilities.items()},
-            "primary": self.primary,
-            "primary_name": self.primary_name,
-            "confidence": round(self.confidence, 6),
-            "melanoma_risk": round(self.melanoma_risk, 6),
-            "melanoma_flag": self.melanoma_flag,
-            "risk_band": self.risk_band,
-            "threshold": self.threshold,
-            "model_version": self.model_version,
-        }
-        if self.heatmap_path is not None:
-            out["heatmap"] = self.heatmap_path
-        if heatmap_png:
-            from dermascan.explain.render import to_png_base64
-
-            out["heatmap_png"] = to_png_base64(self.overlay())
-        return out
-
-
-@dataclass
-class PredictionError:
-    """An image that could not be analysed, and why (the message names the file and the fix)."""
-
-    image: str
-    error: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"image": self.image, "error": self.error}
-
-
-Result = Prediction | PredictionError
-
 
 @dataclass
 class _Prepared:
@@ -288,11 +195,11 @@ class Predictor:
 
     def prepare(self, item: ImageInput, name: str | None = None) -> _Prepared:
         """Decode and preprocess one image; errors are caught and returned, never raised."""
-        label = name or _name_of(item)
+        label = name or name_of(item)
         p = _Prepared(label)
         t0 = time.perf_counter()
         try:
-            p.rgb = _decode(item, label)
+            p.rgb = decode(item, label)
             t1 = time.perf_counter()
             p.x = preprocess(p.rgb, self.card.preprocessing)
             t2 = time.perf_counter()
@@ -385,7 +292,7 @@ class Predictor:
         if names is not None and len(names) != len(images):
             raise ValueError(f"got {len(names)} names for {len(images)} images")
         self._check_heatmap(heatmap)
-        labels = [names[i] if names is not None else _name_of(img, i) for i, img in enumerate(images)]
+        labels = [names[i] if names is not None else name_of(img, i) for i, img in enumerate(images)]
         if len(images) > 1 and self.workers > 1:
             prepared = list(self._decoder_pool().map(self.prepare, images, labels))
         else:
@@ -434,7 +341,7 @@ class Predictor:
                         break
                 for result in self._finish(batch, heatmap=out_dir is not None):
                     if out_dir is not None and isinstance(result, Prediction):
-                        result.heatmap_path = str(_write_overlay(result, out_dir, used))
+                        result.heatmap_path = str(write_overlay(result, out_dir, used))
                         result.heatmap, result._rgb = None, None  # a folder run must not hold every image
                     yield result
 
@@ -486,66 +393,6 @@ class Predictor:
         heat, box = heatmap_on_image(maps, class_index, rgb.size, self.card.preprocessing)  # (H, W)
         pred.heatmap, pred.heatmap_box, pred._rgb = heat, tuple(box), rgb
 
-
-# ----------------------------------------------------------------------------------------------- helpers
-
-
-def expand_paths(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Path]:
-    """Files as given (even without an image suffix, so a bad one gets its error) and the image files of
-    folders, recursively and sorted."""
-    for p in paths:
-        p = Path(p)
-        if p.is_dir():
-            yield from sorted(f for f in p.rglob("*") if f.is_file() and is_image_file(f))
-        else:
-            yield p
-
-
-def _name_of(item: Any, index: int | None = None) -> str:
-    if isinstance(item, str | os.PathLike):
-        return str(item)
-    filename = getattr(item, "filename", None)  # a PIL image opened from a file
-    if isinstance(filename, str) and filename:
-        return filename
-    return f"image-{index}" if index is not None else "image"
-
-
-def _decode(item: ImageInput, label: str) -> Image.Image:
-    """Any accepted input -> upright RGB PIL image, with the size limits of :func:`load_image`."""
-    if isinstance(item, str | os.PathLike | bytes | bytearray | memoryview):
-        data = bytes(item) if isinstance(item, bytearray | memoryview) else item
-        return load_image(data, name=label)
-    if isinstance(item, Image.Image):
-        img = item
-    elif isinstance(item, np.ndarray):
-        if item.dtype != np.uint8 or item.ndim not in (2, 3) or (item.ndim == 3 and item.shape[2] not in (1, 3, 4)):
-            raise ImageError(
-                f"{label}: an image array must be uint8 (H, W), (H, W, 3) RGB or (H, W, 4) RGBA, got "
-                f"{item.dtype} {item.shape}; convert floats with (x * 255).round().astype(np.uint8)"
-            )
-        img = Image.fromarray(item[:, :, 0] if item.ndim == 3 and item.shape[2] == 1 else item)
-    else:
-        raise ImageError(f"{label}: unsupported input type {type(item).__name__} (path, bytes, PIL image or array)")
-    w, h = img.size
-    if w * h > MAX_PIXELS:
-        raise ImageError(f"{label}: {w}x{h} is larger than the {MAX_PIXELS:,} pixel limit; downscale it")
-    if min(w, h) < MIN_SIDE:
-        raise ImageError(f"{label}: {w}x{h} is too small (need at least {MIN_SIDE} px per side)")
-    return to_rgb(img)
-
-
-def _write_overlay(pred: Prediction, out_dir: Path, used: set[str]) -> Path:
-    stem = Path(pred.image).stem or "image"
-    name, n = f"{stem}_heatmap.png", 1
-    while name in used:  # two files with one name in different folders
-        n += 1
-        name = f"{stem}_{n}_heatmap.png"
-    used.add(name)
-    from dermascan import _io
-
-    buf = io.BytesIO()
-    pred.overlay().save(buf, format="PNG")
-    return _io.write_bytes(out_dir / name, buf.getvalue())
 
 
 __all__ = ["ImageInput", "Prediction", "PredictionError", "Predictor", "Result", "expand_paths"]

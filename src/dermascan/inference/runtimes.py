@@ -44,15 +44,19 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import os
 import platform
 import warnings
-from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import numpy as np
-
-from dermascan.errors import ConfigError, DermaScanError
+from dermascan.errors import ConfigError
+from dermascan.inference.backends import (
+    Backend,
+    OnnxRuntimeBackend,
+    OpenVINOBackend,
+    RuntimeUnavailableError,
+    TorchBackend,
+    onnxruntime_providers,
+)
 
 if TYPE_CHECKING:
     from torch import nn
@@ -71,14 +75,6 @@ REQUIRES = {
 }
 _PACKAGE = {"onnxruntime": "onnxruntime", "openvino": "openvino", "torch": "torch", "torch-compile": "torch",
             "torchscript": "torch"}
-#: An int8 (QDQ) graph runs its quantized operators in int8 whatever the hint; what stays in float (the layers
-#: kept out of quantization for accuracy) stays in f32: in bf16 it ran ResNet-50 faster (9.9 -> 8.2 ms) but
-#: took the demo model's decision agreement from 99.6% to 99.4%, below the parity gate.
-_OV_PRECISION = {"fp32": "f32", "bf16": "bf16", "fp16": "f32", "int8": "f32"}
-
-
-class RuntimeUnavailableError(DermaScanError, RuntimeError):
-    """The runtime asked for cannot run this model here (package missing, no model file for it, ...)."""
 
 
 def _has_package(name: str) -> bool:
@@ -86,15 +82,6 @@ def _has_package(name: str) -> bool:
         return importlib.util.find_spec(name) is not None
     except (ImportError, ValueError):
         return False
-
-
-def onnxruntime_providers() -> list[str]:
-    """ONNX Runtime execution providers to use, fastest first (TensorRT, CUDA, then CPU)."""
-    import onnxruntime as ort
-
-    present = set(ort.get_available_providers())
-    order = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
-    return [p for p in order if p in present]
 
 
 def available_runtimes() -> dict[str, str | None]:
@@ -164,186 +151,6 @@ def choose_runtime(model_format: str, precision: str = "fp32", have_weights: boo
         f"no installed runtime can run a {precision} {model_format} model: install onnxruntime or openvino "
         "(ONNX bundles) or torch (TorchScript bundles, run folders)"
     )
-
-
-# ------------------------------------------------------------------------------------------- backends
-
-
-class Backend(ABC):
-    """One loaded model on one runtime.
-
-    Attributes:
-        runtime: runtime name (see :data:`RUNTIMES`).
-        precision: the precision it computes at (``fp32`` / ``bf16`` / ``fp16`` / ``int8``).
-        device: where it runs, as the runtime names it (``CPUExecutionProvider``, ``CPU``, ``cuda:0``).
-    """
-
-    runtime: str = ""
-    precision: str = "fp32"
-    device: str = "cpu"
-
-    @abstractmethod
-    def run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """Raw outputs for a batch.
-
-        Args:
-            x: float32 array (B, 3, S, S), preprocessed.
-
-        Returns:
-            ``(logits, maps)``: float32 (B, K) and float32 (B, M, h, w), or ``None`` when the model has no
-            heat-map output.
-        """
-
-    def describe(self) -> dict[str, Any]:
-        """JSON-ready description (runtime, precision, device) for logs and benchmark reports."""
-        return {"runtime": self.runtime, "precision": self.precision, "device": self.device}
-
-    def close(self) -> None:  # noqa: B027 (optional hook: most runtimes free memory when collected)
-        """Free the runtime's resources early (optional)."""
-
-
-def _split_outputs(outputs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
-    logits = np.asarray(outputs[0], dtype=np.float32)
-    maps = np.asarray(outputs[1], dtype=np.float32) if len(outputs) > 1 else None
-    return logits, maps
-
-
-class OnnxRuntimeBackend(Backend):
-    """An ONNX graph on ONNX Runtime.
-
-    Args:
-        model_path: the ``.onnx`` file.
-        precision: precision the graph was exported at (fp16 graphs need a GPU provider).
-        device: ``cpu`` (CPU provider only), ``cuda`` (CUDA/TensorRT providers required) or ``None`` (all
-            providers present, fastest first).
-        threads: intra-op threads (``None``: ONNX Runtime's default, one per physical core).
-    """
-
-    runtime = "onnxruntime"
-
-    def __init__(self, model_path: str | os.PathLike[str], precision: str = "fp32", device: str | None = None,
-                 threads: int | None = None) -> None:
-        import onnxruntime as ort
-
-        providers = onnxruntime_providers()
-        if device == "cpu":
-            providers = ["CPUExecutionProvider"]
-        elif device is not None and device.startswith("cuda"):
-            providers = [p for p in providers if p != "CPUExecutionProvider"]
-            if not providers:
-                raise RuntimeUnavailableError(
-                    "onnxruntime has no CUDA/TensorRT execution provider here: install onnxruntime-gpu"
-                )
-            providers.append("CPUExecutionProvider")  # ops the GPU providers lack fall back to the CPU
-        if precision == "fp16" and providers == ["CPUExecutionProvider"]:
-            raise RuntimeUnavailableError(
-                "an fp16 ONNX graph needs onnxruntime's CUDA or TensorRT provider: the CPU provider lacks most "
-                "fp16 kernels (and crashed on an fp16 ViT graph); on a CPU use runtime='openvino' or an fp32/bf16 "
-                "bundle"
-            )
-        options = ort.SessionOptions()
-        options.log_severity_level = 3  # keep the provider fallback chatter out of the CLI output
-        if threads:
-            options.intra_op_num_threads = int(threads)
-        # ORT's idle intra-op threads spin by default, busy-waiting for the next call; on a clinic's few cores
-        # they steal the cores from the decoding, preprocessing and heat-map rendering around each call.
-        # Measured on 2 cores, ResNet-50 at batch 1: inference 37 -> 25 ms and rendering 3-11 -> 0.5 ms without.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(str(model_path), options, providers=providers)
-        self.input_name = self.session.get_inputs()[0].name
-        self.precision = "fp32" if precision == "bf16" else precision
-        self.device = self.session.get_providers()[0]
-        if precision == "bf16":
-            log.info("onnxruntime has no bf16 convolution: running the bf16 bundle's fp32 graph in fp32")
-
-    def run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        return _split_outputs(self.session.run(None, {self.input_name: np.ascontiguousarray(x, np.float32)}))
-
-
-class OpenVINOBackend(Backend):
-    """An ONNX graph on OpenVINO (read directly, no conversion step).
-
-    Args:
-        model_path: the ``.onnx`` file.
-        precision: ``fp32`` or ``fp16`` (computed in f32) or ``bf16`` (computed in bf16: native on CPUs with
-            AVX512_BF16 or AMX) or ``int8`` (a quantized graph: int8 kernels, AVX512-VNNI or AMX).
-        device: OpenVINO device name (``CPU``, ``GPU``; ``None``: ``CPU``).
-        threads: inference threads (``None``: OpenVINO's default, all cores).
-    """
-
-    runtime = "openvino"
-
-    def __init__(self, model_path: str | os.PathLike[str], precision: str = "fp32", device: str | None = None,
-                 threads: int | None = None) -> None:
-        import openvino as ov
-
-        core = ov.Core()
-        self.device = (device or "CPU").upper()
-        hint = _OV_PRECISION[precision]
-        if self.device != "CPU" and precision != "fp32":
-            hint = "f16"  # Intel GPUs and NPUs compute reduced precision in f16, not bf16
-        config: dict[str, Any] = {
-            "PERFORMANCE_HINT": "LATENCY",  # one request at a time, all cores on it: the clinic's use
-            "INFERENCE_PRECISION_HINT": hint,
-        }
-        if threads:
-            config["INFERENCE_NUM_THREADS"] = int(threads)
-        self.compiled = core.compile_model(core.read_model(str(model_path)), self.device, config)
-        self.request = self.compiled.create_infer_request()
-        self.precision = "int8" if precision == "int8" else {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}[hint]
-        self.n_outputs = len(self.compiled.outputs)
-
-    def run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        result = self.request.infer({0: np.ascontiguousarray(x, np.float32)})
-        # The request reuses its output buffers on the next call: copy out.
-        return _split_outputs([np.array(result[self.compiled.output(i)]) for i in range(self.n_outputs)])
-
-
-class TorchBackend(Backend):
-    """A PyTorch module (eager, compiled or TorchScript) returning logits or ``(logits, maps)``.
-
-    Args:
-        module: the model (already wrapped by ``heatmap_model`` when maps are wanted), or a TorchScript module.
-        runtime: ``torch``, ``torch-compile`` or ``torchscript``.
-        precision: ``fp32``, ``bf16`` or ``fp16``; for eager and compiled modules the weights are cast to it.
-            A TorchScript archive keeps the precision it was traced at (pass that).
-        device: torch device (``None``: ``cuda`` when available, else ``cpu``).
-        family: ``cnn`` or ``vit``; CNNs in bf16/fp16 use the channels-last memory format, which oneDNN and
-            cuDNN run faster (a ViT has one convolution, nothing to gain).
-    """
-
-    def __init__(self, module: nn.Module, runtime: str = "torch", precision: str = "fp32", device: str | None = None,
-                 family: str = "cnn") -> None:
-        import torch
-
-        self.torch = torch
-        self.runtime = runtime
-        self.precision = precision
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
-        module = module.eval().to(self.device)
-        if runtime != "torchscript":
-            module = module.to(dtype)
-            if family == "cnn" and precision != "fp32":
-                module = module.to(memory_format=torch.channels_last)
-                self.memory_format = torch.channels_last
-            else:
-                self.memory_format = torch.contiguous_format
-            if runtime == "torch-compile":
-                module = torch.compile(module)
-        else:
-            self.memory_format = torch.contiguous_format
-            dtype = torch.float32  # the archive casts its input itself
-        self.input_dtype = dtype
-        self.module = module
-
-    def run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        torch = self.torch
-        with torch.inference_mode():
-            t = torch.from_numpy(np.ascontiguousarray(x, np.float32)).to(self.device, self.input_dtype)
-            out = self.module(t.contiguous(memory_format=self.memory_format))
-            outs = list(out) if isinstance(out, tuple | list) else [out]
-            return _split_outputs([o.float().cpu().numpy() for o in outs])
 
 
 def with_heatmap_head(model: nn.Module) -> tuple[nn.Module, str | None]:
