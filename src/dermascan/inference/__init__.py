@@ -18,7 +18,15 @@ from dermascan.inference.bundle import (
     load_bundle,
     verify_bundle,
 )
-from dermascan.inference.predictor import ImageInput, Prediction, PredictionError, Predictor, Result, expand_paths
+from dermascan.inference.predictor import (
+    ImageInput,
+    Prediction,
+    PredictionError,
+    Predictor,
+    Result,
+    expand_paths,
+    prepare_image,
+)
 from dermascan.inference.preprocess import preprocess
 from dermascan.inference.runtimes import RUNTIMES, RuntimeUnavailableError, available_runtimes, choose_runtime
 
@@ -39,6 +47,7 @@ __all__ = [
     "choose_runtime",
     "expand_paths",
     "load_bundle",
+    "prepare_image",
     "preprocess",
     "verify_bundle",
 ]

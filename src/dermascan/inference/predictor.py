@@ -30,6 +30,7 @@ from typing import Any, Union
 import numpy as np
 from PIL import Image
 
+from dermascan.config import Preprocessing
 from dermascan.data.io import MAX_PIXELS, MIN_SIDE, ImageError, is_image_file, load_image, to_rgb
 from dermascan.evaluation.calibration import apply_temperature
 from dermascan.evaluation.operating_point import decide, risk_band
@@ -263,20 +264,7 @@ class Predictor:
 
     def prepare(self, item: ImageInput, name: str | None = None) -> _Prepared:
         """Decode and preprocess one image; errors are caught and returned, never raised."""
-        label = name or _name_of(item)
-        p = _Prepared(label)
-        t0 = time.perf_counter()
-        try:
-            p.rgb = _decode(item, label)
-            t1 = time.perf_counter()
-            p.x = preprocess(p.rgb, self.card.preprocessing)
-            t2 = time.perf_counter()
-            p.timings = {"decode": (t1 - t0) * 1e3, "preprocess": (t2 - t1) * 1e3}
-        except ImageError as e:
-            p.error = str(e)
-        except Exception as e:  # an unexpected decoder failure must not stop a folder run
-            p.error = f"{label}: could not be decoded ({type(e).__name__}: {e})"
-        return p
+        return prepare_image(item, self.card.preprocessing, name)
 
     def infer(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Raw runtime outputs for a preprocessed batch, in chunks of ``batch_size``.
@@ -433,6 +421,32 @@ class Predictor:
 # ----------------------------------------------------------------------------------------------- helpers
 
 
+def prepare_image(item: ImageInput, pre: Preprocessing, name: str | None = None) -> _Prepared:
+    """Decode and preprocess one image as every Predictor does; errors are caught and returned, never raised.
+
+    A function of its own so that decoding can run where no model is loaded (the decode tasks of
+    :mod:`dermascan.scoring`, ahead of the actors that hold the model).
+
+    Returns:
+        The decoded image, its network input ``x`` (3, S, S) and stage timings, or ``error`` (a message that
+        names the image and what is wrong).
+    """
+    label = name or _name_of(item)
+    p = _Prepared(label)
+    t0 = time.perf_counter()
+    try:
+        p.rgb = _decode(item, label)
+        t1 = time.perf_counter()
+        p.x = preprocess(p.rgb, pre)
+        t2 = time.perf_counter()
+        p.timings = {"decode": (t1 - t0) * 1e3, "preprocess": (t2 - t1) * 1e3}
+    except ImageError as e:
+        p.error = str(e)
+    except Exception as e:  # an unexpected decoder failure must not stop a folder run
+        p.error = f"{label}: could not be decoded ({type(e).__name__}: {e})"
+    return p
+
+
 def expand_paths(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Path]:
     """Files as given (even without an image suffix, so a bad one gets its error) and the image files of
     folders, recursively and sorted."""
@@ -491,4 +505,4 @@ def _write_overlay(pred: Prediction, out_dir: Path, used: set[str]) -> Path:
     return _io.write_bytes(out_dir / name, buf.getvalue())
 
 
-__all__ = ["ImageInput", "Prediction", "PredictionError", "Predictor", "Result", "expand_paths"]
+__all__ = ["ImageInput", "Prediction", "PredictionError", "Predictor", "Result", "expand_paths", "prepare_image"]
