@@ -17,7 +17,7 @@ from dermascan.scoring.ray_engine import DECODE_TASK_CPUS, plan_actors
 from dermascan.scoring.sources import ScoringError
 from dermascan.taxonomy import CLASSES
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = pytest.mark.timeout(300)  # a hang guard, far above the ~1 min a test takes
 
 
 @pytest.fixture(scope="module")
