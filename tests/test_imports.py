@@ -36,6 +36,7 @@ ALLOWED: dict[str, set[str]] = {
     "export": BASE | {"decision", "data", "models", "explain", "inference", "runs", "testing.synthetic_jpeg"},
     "evaluation": BASE | {"decision", "data", "models", "training", "runs", "explain", "inference"},
     "store": BASE,
+    "scoring": BASE | {"decision", "data", "inference"},
     "serving": BASE | {"decision", "inference", "store"},
 }
 

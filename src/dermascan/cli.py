@@ -320,6 +320,43 @@ def predict(
                     fg=typer.colors.YELLOW)
 
 
+@app.command("score")
+def score_archive(
+    bundle: Annotated[Path, typer.Option(help="Model bundle made by `dermascan export`.")],
+    input: Annotated[str, typer.Option("--input", help="Folder, image file or fsspec URL (file://, s3://, gs://), "
+                                                       "read recursively.")],
+    output: Annotated[Path, typer.Option("--output", help="Parquet file; a re-run skips the images already in it.")],
+    engine: Annotated[str, typer.Option(help="local (one process) or ray (Ray Data actor pool).")] = "local",
+    address: Annotated[str | None, typer.Option(help="Ray cluster to join (auto, ray://head:10001); default: "
+                                                     "start a local one.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Images per runtime batch (and per Ray block).")] = 64,
+    actors: Annotated[int, typer.Option(help="Ray actors, each holding one copy of the model.")] = 2,
+    gpus_per_actor: Annotated[float, typer.Option(help="GPUs per Ray actor (0.5 packs two on a GPU).")] = 0.0,
+    cpus_per_actor: Annotated[float | None, typer.Option(help="CPUs per Ray actor (default: half the cluster's "
+                                                              "CPUs shared out, at most 1).")] = None,
+    threads: Annotated[int | None, typer.Option(help="Runtime threads (per actor on Ray).")] = None,
+    runtime: Annotated[str, typer.Option(help="auto, onnxruntime, openvino, torch, torchscript.")] = "auto",
+    num_cpus: Annotated[int | None, typer.Option(help="CPUs of a local Ray cluster (default: all).")] = None,
+) -> None:
+    """Score every image of an archive into Parquet: probabilities, decision, risk, model; one row per image.
+
+    A file that cannot be read or decoded gets a row with its error; the run goes on.
+    """
+    from dermascan.scoring import score
+
+    try:
+        s = score(bundle, input, output, engine=engine, address=address, batch_size=batch_size, actors=actors,
+                  gpus_per_actor=gpus_per_actor, cpus_per_actor=cpus_per_actor, threads=threads, runtime=runtime,
+                  num_cpus=num_cpus, progress=True)
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        raise _fail(str(e)) from e
+    typer.echo(f"scored {s.n_scored} image(s) ({s.n_errors} error rows), skipped {s.n_skipped} already in {output}; "
+               f"{s.n_rows} rows in all")
+    if s.n_scored:
+        typer.echo(f"{s.engine}: start-up {s.startup_s:.1f} s, then {s.images_per_s:.0f} images/s; "
+                   f"{s.elapsed_s:.1f} s in all")
+
+
 @app.command()
 def export(
     run: RunOpt,

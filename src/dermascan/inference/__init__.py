@@ -19,6 +19,7 @@ from dermascan.inference.bundle import (
     load_bundle,
     verify_bundle,
 )
+from dermascan.inference.inputs import prepare_image
 from dermascan.inference.predictor import ImageInput, Prediction, PredictionError, Predictor, Result, expand_paths
 from dermascan.inference.runtimes import RUNTIMES, RuntimeUnavailableError, available_runtimes, choose_runtime
 
@@ -39,6 +40,7 @@ __all__ = [
     "choose_runtime",
     "expand_paths",
     "load_bundle",
+    "prepare_image",
     "preprocess",
     "verify_bundle",
 ]

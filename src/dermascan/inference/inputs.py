@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
+from dermascan.config import Preprocessing
 from dermascan.data.io import MAX_PIXELS, MIN_SIDE, ImageError, is_image_file, load_image, to_rgb
+from dermascan.data.preprocess import preprocess
 from dermascan.inference.results import ImageInput
 
-__all__ = ["decode", "expand_paths", "name_of"]
+__all__ = ["Prepared", "decode", "expand_paths", "name_of", "prepare_image"]
 
 
 def expand_paths(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Path]:
@@ -58,3 +62,40 @@ def decode(item: ImageInput, label: str) -> Image.Image:
     if min(w, h) < MIN_SIDE:
         raise ImageError(f"{label}: {w}x{h} is too small (need at least {MIN_SIDE} px per side)")
     return to_rgb(img)
+
+
+@dataclass
+class Prepared:
+    """An image after decoding and preprocessing (or the error it raised)."""
+
+    name: str
+    rgb: Image.Image | None = None
+    x: np.ndarray | None = None  # (3, S, S)
+    error: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def prepare_image(item: ImageInput, pre: Preprocessing, name: str | None = None) -> Prepared:
+    """Decode and preprocess one image as every Predictor does; errors are caught and returned, never raised.
+
+    A function of its own so that decoding can run where no model is loaded (the decode tasks of
+    :mod:`dermascan.scoring`, ahead of the actors that hold the model).
+
+    Returns:
+        The decoded image, its network input ``x`` (3, S, S) and stage timings, or ``error`` (a message that
+        names the image and what is wrong).
+    """
+    label = name or name_of(item)
+    p = Prepared(label)
+    t0 = time.perf_counter()
+    try:
+        p.rgb = decode(item, label)
+        t1 = time.perf_counter()
+        p.x = preprocess(p.rgb, pre)
+        t2 = time.perf_counter()
+        p.timings = {"decode": (t1 - t0) * 1e3, "preprocess": (t2 - t1) * 1e3}
+    except ImageError as e:
+        p.error = str(e)
+    except Exception as e:  # an unexpected decoder failure must not stop a folder run
+        p.error = f"{label}: could not be decoded ({type(e).__name__}: {e})"
+    return p

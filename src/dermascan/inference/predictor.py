@@ -22,7 +22,6 @@ import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,26 +29,14 @@ import numpy as np
 from PIL import Image
 
 from dermascan.data.io import ImageError
-from dermascan.data.preprocess import preprocess
 from dermascan.decision import DecisionPolicy, apply_temperature, risk_band
 from dermascan.inference.bundle import Bundle, ModelCard, is_bundle, load_bundle, model_card, run_card
-from dermascan.inference.inputs import decode, expand_paths, name_of
+from dermascan.inference.inputs import Prepared, expand_paths, name_of, prepare_image
 from dermascan.inference.results import ImageInput, Prediction, PredictionError, Result, write_overlay
 from dermascan.inference.runtimes import Backend, backend_for_bundle, backend_for_model
 from dermascan.taxonomy import MELANOMA_INDEX
 
 log = logging.getLogger(__name__)
-
-@dataclass
-class _Prepared:
-    """An image after decoding and preprocessing (or the error it raised)."""
-
-    name: str
-    rgb: Image.Image | None = None
-    x: np.ndarray | None = None  # (3, S, S)
-    error: str | None = None
-    timings: dict[str, float] = field(default_factory=dict)
-
 
 class Predictor:
     """A model ready to analyse images, on one runtime.
@@ -193,22 +180,9 @@ class Predictor:
 
     # ------------------------------------------------------------------------------------------- stages
 
-    def prepare(self, item: ImageInput, name: str | None = None) -> _Prepared:
+    def prepare(self, item: ImageInput, name: str | None = None) -> Prepared:
         """Decode and preprocess one image; errors are caught and returned, never raised."""
-        label = name or name_of(item)
-        p = _Prepared(label)
-        t0 = time.perf_counter()
-        try:
-            p.rgb = decode(item, label)
-            t1 = time.perf_counter()
-            p.x = preprocess(p.rgb, self.card.preprocessing)
-            t2 = time.perf_counter()
-            p.timings = {"decode": (t1 - t0) * 1e3, "preprocess": (t2 - t1) * 1e3}
-        except ImageError as e:
-            p.error = str(e)
-        except Exception as e:  # an unexpected decoder failure must not stop a folder run
-            p.error = f"{label}: could not be decoded ({type(e).__name__}: {e})"
-        return p
+        return prepare_image(item, self.card.preprocessing, name)
 
     def infer(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Raw runtime outputs for a preprocessed batch, in chunks of ``batch_size``.
@@ -327,7 +301,7 @@ class Predictor:
             out_dir.mkdir(parents=True, exist_ok=True)
         used: set[str] = set()
         with ThreadPoolExecutor(workers or self.workers) as pool:
-            pending: deque[Future[_Prepared]] = deque()
+            pending: deque[Future[Prepared]] = deque()
             it = iter(files)
             for f in it:  # keep two batches in flight: one decoding, one being inferred
                 pending.append(pool.submit(self.prepare, f, str(f)))
@@ -354,7 +328,7 @@ class Predictor:
                 "the bundle with heat maps (the default) or predict with heatmap=False"
             )
 
-    def _finish(self, prepared: list[_Prepared], heatmap: bool) -> list[Result]:
+    def _finish(self, prepared: list[Prepared], heatmap: bool) -> list[Result]:
         good = [p for p in prepared if p.error is None]
         results: dict[int, Result] = {}
         if good:
