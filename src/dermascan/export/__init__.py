@@ -71,15 +71,3 @@ __all__ = [
     "run_benchmark",
     "split_images",
 ]
-
-
-__all__ = [
-    "ExportParityError",
-    "ParityReport",
-    "QuantizationError",
-    "check_bundle_parity",
-    "export_bundle",
-    "parity_runtimes_for",
-    "run_benchmark",
-    "split_images",
-]
