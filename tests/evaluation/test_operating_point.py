@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from dermascan.decision import RiskBands, decide, risk_band
+from dermascan.evaluation import intervals as CI
 from dermascan.evaluation import metrics as M
 from dermascan.evaluation.operating_point import OperatingPoint, choose_threshold
 from dermascan.taxonomy import CLASSES, NUM_CLASSES
@@ -124,7 +125,7 @@ def test_lower_ci_criterion_is_stricter():
     assert strict.sensitivity.lo >= 0.9
     higher = np.unique(s[(y == 1) & (s > strict.threshold)])  # the next melanoma score up misses the criterion
     found = int(np.sum((y == 1) & (s >= higher[0])))
-    assert M.wilson_interval(found, strict.n_pos)[0] < 0.9
+    assert CI.wilson_interval(found, strict.n_pos)[0] < 0.9
     assert strict.sensitivity.value >= point.sensitivity.value
 
 

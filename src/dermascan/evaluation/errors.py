@@ -73,14 +73,9 @@ from scipy import ndimage
 
 from dermascan import _html, _io
 from dermascan.decision import decide
-from dermascan.evaluation.metrics import (
-    BinaryCounts,
-    Estimate,
-    UndefinedMetricWarning,
-    _jsonable,
-    binary_counts,
-    wilson_estimate,
-)
+from dermascan.evaluation._json import jsonable as _jsonable
+from dermascan.evaluation.intervals import Estimate, wilson_estimate
+from dermascan.evaluation.metrics import BinaryCounts, UndefinedMetricWarning, binary_counts
 from dermascan.evaluation.plots import _new_figure, _save
 from dermascan.taxonomy import CLASSES, MELANOMA_INDEX, class_index
 

@@ -75,16 +75,10 @@ from scipy import stats
 
 from dermascan import _html, _io
 from dermascan.decision import decide
+from dermascan.evaluation._json import jsonable as _jsonable
 from dermascan.evaluation.errors import check_predictions
-from dermascan.evaluation.metrics import (
-    BinaryCounts,
-    UndefinedMetricWarning,
-    _jsonable,
-    binary_counts,
-    bootstrap_ci,
-    roc_auc_score,
-    wilson_estimate,
-)
+from dermascan.evaluation.intervals import bootstrap_ci, wilson_estimate
+from dermascan.evaluation.metrics import BinaryCounts, UndefinedMetricWarning, binary_counts, roc_auc_score
 from dermascan.evaluation.operating_point import choose_threshold
 from dermascan.evaluation.plots import _new_figure, _save
 from dermascan.taxonomy import CLASSES, MELANOMA_INDEX
