@@ -9,9 +9,11 @@ import math
 import warnings
 
 import numpy as np
+import pandas as pd
 from numpy.typing import ArrayLike
 
-from dermascan.taxonomy import CLASSES, NUM_CLASSES
+from dermascan.decision import decide
+from dermascan.taxonomy import CLASSES, MELANOMA_INDEX, NUM_CLASSES, class_index
 
 # Rows of a probability matrix may be float32 softmax outputs: allow their rounding, catch real mistakes.
 _ROW_SUM_ATOL = 1e-3
@@ -140,3 +142,86 @@ def check_binary_scores(y_true: ArrayLike, scores: ArrayLike) -> tuple[np.ndarra
     s = check_scores(scores, "scores")
     check_same_length(t, s, "y_true", "scores")
     return t, s
+
+
+# --------------------------------------------------------------------------------------------------------
+# The predictions frame of the audits (error analysis, fairness)
+# --------------------------------------------------------------------------------------------------------
+
+
+def check_threshold(threshold: float) -> float:
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float | np.number):
+        raise ValueError(f"threshold must be a number in [0, 1], got {threshold!r}")
+    if not (math.isfinite(threshold) and 0.0 <= threshold <= 1.0):
+        raise ValueError(f"threshold must be in [0, 1] (p(MEL) >= threshold is melanoma), got {threshold!r}")
+    return float(threshold)
+
+
+def check_predictions(predictions: pd.DataFrame, threshold: float, *, check_pred: bool = True) -> pd.DataFrame:
+    """Validate an evaluation predictions frame and return a copy ready for the audits.
+
+    Checks that the 7 probability columns and ``label`` (or ``dx``, mapped to indices) exist and are valid.
+    ``pred`` is filled with :func:`~dermascan.decision.decide` when absent; when present
+    and ``check_pred``, its melanoma calls must match ``p(MEL) >= threshold`` (a frame decided at another
+    threshold would make every figure here wrong).
+
+    Args:
+        predictions: one row per image (see the module docstring).
+        threshold: the melanoma operating threshold.
+        check_pred: check ``pred`` against the threshold.
+
+    Returns:
+        A copy with ``label`` and ``pred`` as int64 and a fresh ``RangeIndex``.
+
+    Raises:
+        ValueError: a missing column, a probability out of range, a bad label, or ``pred`` decided at
+            another threshold; the message names the bad value and the fix.
+    """
+    if not isinstance(predictions, pd.DataFrame):
+        raise ValueError(f"predictions must be a pandas DataFrame, got {type(predictions).__name__}")
+    threshold = check_threshold(threshold)
+    missing = [c for c in CLASSES if c not in predictions.columns]
+    if missing:
+        raise ValueError(
+            f"predictions lack the probability column(s) {missing}; expected one column per class "
+            f"({', '.join(CLASSES)}), as written by `dermascan evaluate`"
+        )
+    if len(predictions) == 0:
+        raise ValueError("predictions is empty: need at least one image")
+    frame = predictions.reset_index(drop=True).copy()
+    if "label" not in frame.columns:
+        if "dx" not in frame.columns:
+            raise ValueError("predictions need a 'label' column (true class index) or a 'dx' column (class code)")
+        frame["label"] = [class_index(str(d)) for d in frame["dx"]]
+    labels = pd.to_numeric(frame["label"], errors="coerce")
+    bad = labels.isna() | (labels < 0) | (labels >= len(CLASSES)) | (labels != labels.round())
+    if bad.any():
+        i = int(np.argmax(bad.to_numpy()))
+        raise ValueError(
+            f"label must be a class index 0..{len(CLASSES) - 1}; found {frame['label'].iloc[i]!r} at row {i}"
+        )
+    frame["label"] = labels.astype(np.int64)
+    probs = frame[list(CLASSES)].to_numpy(dtype=np.float64)  # (N, K)
+    off = ~np.isfinite(probs) | (probs < 0) | (probs > 1)
+    if off.any():
+        r, c = np.unravel_index(int(np.argmax(off)), probs.shape)
+        raise ValueError(f"probability {CLASSES[c]} is {probs[r, c]!r} at row {r}: must lie in [0, 1]")
+    decided = decide(probs, threshold)
+    if "pred" not in frame.columns:
+        frame["pred"] = decided
+    else:
+        pred = pd.to_numeric(frame["pred"], errors="coerce")
+        if pred.isna().any() or ((pred < 0) | (pred >= len(CLASSES))).any():
+            raise ValueError("pred must hold class indices 0..6 (the class decided at the threshold)")
+        frame["pred"] = pred.astype(np.int64)
+        if check_pred:
+            called = frame["pred"].to_numpy() == MELANOMA_INDEX
+            wrong = called != (probs[:, MELANOMA_INDEX] >= threshold)
+            if wrong.any():
+                i = int(np.argmax(wrong))
+                raise ValueError(
+                    f"pred disagrees with threshold {threshold:g} on {int(wrong.sum())} row(s), first at row {i} "
+                    f"(p(MEL)={probs[i, MELANOMA_INDEX]:.6g}, pred={CLASSES[frame['pred'].iloc[i]]}); decide pred "
+                    f"with dermascan.decision.decide(probs, threshold) or pass that threshold"
+                )
+    return frame
