@@ -27,8 +27,17 @@ def evaluated(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_writes_every_output(evaluated: Path) -> None:
-    for name in ("metrics.json", "predictions.csv", "decisions.csv", "predictions_detail.csv", "report.html",
-                 "confusion_matrix.png", "roc.png", "reliability.png", "per_class_f1.png"):
+    for name in (
+        "metrics.json",
+        "predictions.csv",
+        "decisions.csv",
+        "predictions_detail.csv",
+        "report.html",
+        "confusion_matrix.png",
+        "roc.png",
+        "reliability.png",
+        "per_class_f1.png",
+    ):
         assert (evaluated / name).stat().st_size > 0, name
     m = json.loads((evaluated / "metrics.json").read_text())
     for key in ("accuracy", "balanced_accuracy"):
@@ -67,8 +76,9 @@ def test_threshold_is_locked_on_validation(evaluated: Path, tiny_run: Path, tmp_
 def test_split_all_on_a_separate_folder(tiny_run: Path, synth_small: Path, tmp_path: Path) -> None:
     other = tmp_path / "external"
     shutil.copytree(synth_small, other)
-    result = runner.invoke(app, ["evaluate", "--run", str(tiny_run), "--out", str(tmp_path / "x"), "--data",
-                                 str(other), "--split", "all"])
+    result = runner.invoke(
+        app, ["evaluate", "--run", str(tiny_run), "--out", str(tmp_path / "x"), "--data", str(other), "--split", "all"]
+    )
     assert result.exit_code == 0, result.output
     assert len(pd.read_csv(tmp_path / "x" / "predictions.csv")) == 240
     bad = runner.invoke(app, ["evaluate", "--run", str(tmp_path / "nope"), "--out", str(tmp_path / "y")])
@@ -114,7 +124,9 @@ def test_metrics_say_what_is_in_sample_and_keep_threshold_free_figures_apart(eva
     result = runner.invoke(app, ["compare", str(evaluated), str(second), "--out", str(tmp_path / "c")])
     assert result.exit_code == 0, result.output
     table = pd.read_csv(tmp_path / "c" / "comparison.csv")
-    assert np.allclose(table["specificity_at_90_sensitivity"], free["specificity_at_90_sensitivity"]["value"], atol=1e-4)
+    assert np.allclose(
+        table["specificity_at_90_sensitivity"], free["specificity_at_90_sensitivity"]["value"], atol=1e-4
+    )
     assert "threshold-free" in (tmp_path / "c" / "comparison.html").read_text()
 
 
@@ -126,7 +138,7 @@ def test_validation_split_is_marked_in_sample(tiny_run: Path, evaluated: Path, t
 
 
 def test_decision_table_keeps_dermascans_decision_beside_the_isic_argmax() -> None:
-    from dermascan.evaluation.evaluate import decision_table, submission_table
+    from dermascan.evaluation.evaluate_report import decision_table, submission_table
 
     probs = np.zeros((2, len(CLASSES)))
     probs[0, [CLASSES.index("MEL"), CLASSES.index("NV")]] = [0.30, 0.70]  # melanoma for us, nevus for ISIC
@@ -235,8 +247,10 @@ def test_fairness_mitigation_uses_the_run_criterion(run_copy: Path, tmp_path: Pa
         ("{not json", "is not valid JSON"),
         ("[1, 2]", "holds a JSON list, not an object"),
         ("{}", "has no 'run'"),
-        (json.dumps({"run": {"arch": "a", "loss": "ce", "class_weighting": None}, "melanoma": {"threshold": "x"}}),
-         "melanoma.threshold is 'x', expected a number"),
+        (
+            json.dumps({"run": {"arch": "a", "loss": "ce", "class_weighting": None}, "melanoma": {"threshold": "x"}}),
+            "melanoma.threshold is 'x', expected a number",
+        ),
     ],
     ids=["not-json", "not-an-object", "missing-key", "not-a-number"],
 )

@@ -322,7 +322,8 @@ def analyze_errors(
             unknown = len(fn) - sum(by_size["missed_by_size"].values())
             facts.append(
                 f"Missed melanomas by lesion size ({size_info['source']}): {counts}"
-                + (f", unknown {unknown}" if unknown else "") + f" (of {len(fn)})."
+                + (f", unknown {unknown}" if unknown else "")
+                + f" (of {len(fn)})."
             )
 
     # Nuisances.
@@ -360,25 +361,25 @@ def analyze_errors(
             f"{confidence:.0%} intervals that could be judged overlaps. Small groups limit what can be seen."
         )
 
-    result = jsonable({
-        "threshold": threshold,
-        "n": len(frame),
-        "n_melanoma": overall["n_melanoma"],
-        "confidence": confidence,
-        "confident_definition": CONFIDENT_DEFINITION,
-        "overall": {k: overall[k] for k in ("error_rate", "sensitivity", "specificity")},
-        "n_false_negatives": len(fn),
-        "false_negatives": false_negatives,
-        "top_k": [str(r.get("image_id", i)) for i, r in top.iterrows()],
-        "gallery": {"path": "gallery.png", "heatmaps": heatmap_fn is not None, "heatmap_errors": heatmap_errors},
-        "by_size": by_size,
-        "by_nuisance": by_nuisance,
-        "by_dermoscope": by_dermoscope,
-        "skipped": skipped,
-        "findings": head + facts + compared,
-    })
+    result = jsonable(
+        {
+            "threshold": threshold,
+            "n": len(frame),
+            "n_melanoma": overall["n_melanoma"],
+            "confidence": confidence,
+            "confident_definition": CONFIDENT_DEFINITION,
+            "overall": {k: overall[k] for k in ("error_rate", "sensitivity", "specificity")},
+            "n_false_negatives": len(fn),
+            "false_negatives": false_negatives,
+            "top_k": [str(r.get("image_id", i)) for i, r in top.iterrows()],
+            "gallery": {"path": "gallery.png", "heatmaps": heatmap_fn is not None, "heatmap_errors": heatmap_errors},
+            "by_size": by_size,
+            "by_nuisance": by_nuisance,
+            "by_dermoscope": by_dermoscope,
+            "skipped": skipped,
+            "findings": head + facts + compared,
+        }
+    )
     _io.write_json(out / "errors.json", result)
     write_html(result, out / "errors.html")
     return result
-
-

@@ -139,17 +139,25 @@ def write_html(result: dict[str, Any], path: Path) -> None:
             + ", ".join(f"{g} {b}" for g, b in size["bins"].items())
             + f"; {size['n_unknown']} image(s) of unknown size."
         )
-        sections.append(_html.Section("By lesion size", note + _html.table(_GROUP_HEADER,
-                                                                           _group_rows("size", size["groups"]))))
+        sections.append(
+            _html.Section("By lesion size", note + _html.table(_GROUP_HEADER, _group_rows("size", size["groups"])))
+        )
     else:
         sections.append(_html.Section("By lesion size", _html.paragraph(result["skipped"].get("size", ""))))
     nuisance_rows = [
         r for flag, v in result["by_nuisance"].items() for r in _group_rows(NUISANCE_NAMES[flag], v["groups"])
     ]
     if nuisance_rows:
-        sections.append(_html.Section("By nuisance", _html.paragraph(
-            "Specificity matters most here: a shortcut (e.g. ink marks learned as a sign of melanoma) shows as "
-            "lower specificity among benign lesions with the nuisance.") + _html.table(_GROUP_HEADER, nuisance_rows)))
+        sections.append(
+            _html.Section(
+                "By nuisance",
+                _html.paragraph(
+                    "Specificity matters most here: a shortcut (e.g. ink marks learned as a sign of melanoma) shows as "
+                    "lower specificity among benign lesions with the nuisance."
+                )
+                + _html.table(_GROUP_HEADER, nuisance_rows),
+            )
+        )
     if result["by_dermoscope"] is not None:
         sections.append(_html.Section("By dermoscope", _html.table(
             _GROUP_HEADER, _group_rows("dermoscope", result["by_dermoscope"]["groups"]))))  # fmt: skip

@@ -38,7 +38,13 @@ from dermascan.decision import DecisionPolicy, apply_temperature, decide
 from dermascan.errors import DermaScanError
 from dermascan.evaluation import plots
 from dermascan.evaluation.calibration import fit_temperature
-from dermascan.evaluation.evaluate_report import SUBMISSION_NOTE, write_report
+from dermascan.evaluation.evaluate_report import (
+    SUBMISSION_NOTE,
+    decision_table,
+    in_sample,
+    submission_table,
+    write_report,
+)
 from dermascan.evaluation.metrics import expected_calibration_error
 from dermascan.evaluation.operating_point import choose_threshold
 from dermascan.evaluation.report import melanoma_report
@@ -56,8 +62,14 @@ class OperatingPointMismatchError(DermaScanError, ValueError):
     """The run's locked operating point was fitted otherwise than asked (views, target or criterion)."""
 
 
-def check_locked(point: dict[str, Any], run_dir: str | Path, *, tta: bool | None = None,
-                 target_sensitivity: float | None = None, require_lower_ci: bool | None = None) -> None:
+def check_locked(
+    point: dict[str, Any],
+    run_dir: str | Path,
+    *,
+    tta: bool | None = None,
+    target_sensitivity: float | None = None,
+    require_lower_ci: bool | None = None,
+) -> None:
     """Refuse to use a locked operating point with settings it was not fitted with.
 
     Args:
@@ -111,8 +123,9 @@ def select(index: DermoscopyIndex, splits: pd.DataFrame | None, split: str) -> p
 
 
 @torch.inference_mode()
-def predict_logits(loaded: LoadedModel, frame: pd.DataFrame, batch_size: int = 64, tta: bool = False,
-                   progress: bool = False) -> np.ndarray:
+def predict_logits(
+    loaded: LoadedModel, frame: pd.DataFrame, batch_size: int = 64, tta: bool = False, progress: bool = False
+) -> np.ndarray:
     """Logits (N, K) of the model for every image of ``frame``, in order.
 
     With ``tta`` the logits are averaged over the image and its horizontal, vertical and double flips
@@ -132,16 +145,26 @@ def predict_logits(loaded: LoadedModel, frame: pd.DataFrame, batch_size: int = 6
     return torch.cat(out).numpy().astype(np.float64) if out else np.zeros((0, len(CLASSES)))
 
 
-def calibrate(run: Run, index: DermoscopyIndex, target_sensitivity: float = 0.90, require_lower_ci: bool = False,
-              tta: bool = False, progress: bool = False) -> dict[str, Any]:
+def calibrate(
+    run: Run,
+    index: DermoscopyIndex,
+    target_sensitivity: float = 0.90,
+    require_lower_ci: bool = False,
+    tta: bool = False,
+    progress: bool = False,
+) -> dict[str, Any]:
     """Fit the temperature and choose the melanoma threshold on the validation split; save and return them."""
     val = select(index, run.splits, "val")
     logits = predict_logits(run.loaded, val, tta=tta, progress=progress)
     y = val["label"].to_numpy()
     temperature = fit_temperature(logits, y)
     probs = apply_temperature(logits, temperature)
-    op = choose_threshold((y == MELANOMA_INDEX).astype(int), probs[:, MELANOMA_INDEX],
-                          target_sensitivity=target_sensitivity, require_lower_ci=require_lower_ci)
+    op = choose_threshold(
+        (y == MELANOMA_INDEX).astype(int),
+        probs[:, MELANOMA_INDEX],
+        target_sensitivity=target_sensitivity,
+        require_lower_ci=require_lower_ci,
+    )
     point = {
         "temperature": temperature,
         "threshold": op.threshold,
@@ -179,8 +202,9 @@ def _read_for(run: Run, data: str | Path | None, progress: bool) -> DermoscopyIn
     return read_dataset(data, progress=progress) if data else read_datasets(data_folders(run.config), progress=progress)
 
 
-def split_predictions(run: Run, index: DermoscopyIndex, split: str = "test", tta: bool | None = None,
-                      progress: bool = False) -> tuple[pd.DataFrame, dict[str, Any]]:
+def split_predictions(
+    run: Run, index: DermoscopyIndex, split: str = "test", tta: bool | None = None, progress: bool = False
+) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Calibrated per-image predictions of a run on a split, decided at its locked operating point.
 
     Calibrates first (on the run's validation split) when the run has no ``operating_point.json``.
@@ -206,9 +230,15 @@ def is_synthetic(index: DermoscopyIndex) -> bool:
     return bool(len(index.frame)) and index.frame["image_id"].astype(str).str.startswith("SYN_").all()
 
 
-def audit_errors(run_dir: str | Path, out_dir: str | Path, data: str | Path | None = None, split: str = "test",
-                 heatmap_fn: Callable[[str], Any] | None = None, index: DermoscopyIndex | None = None,
-                 progress: bool = True) -> dict[str, Any]:
+def audit_errors(
+    run_dir: str | Path,
+    out_dir: str | Path,
+    data: str | Path | None = None,
+    split: str = "test",
+    heatmap_fn: Callable[[str], Any] | None = None,
+    index: DermoscopyIndex | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Error analysis of a run at its operating point (``errors.json``, ``gallery.png``, ``errors.html``)."""
     from dermascan.evaluation.errors import analyze_errors
 
@@ -218,8 +248,14 @@ def audit_errors(run_dir: str | Path, out_dir: str | Path, data: str | Path | No
     return analyze_errors(frame, point["threshold"], out_dir, heatmap_fn=heatmap_fn)
 
 
-def audit_fairness(run_dir: str | Path, out_dir: str | Path, data: str | Path | None = None, split: str = "test",
-                   index: DermoscopyIndex | None = None, progress: bool = True) -> dict[str, Any]:
+def audit_fairness(
+    run_dir: str | Path,
+    out_dir: str | Path,
+    data: str | Path | None = None,
+    split: str = "test",
+    index: DermoscopyIndex | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Fairness audit of a run on a split; the per-group threshold mitigation is fitted on validation."""
     from dermascan.evaluation.fairness import fairness_audit
 
@@ -229,15 +265,30 @@ def audit_fairness(run_dir: str | Path, out_dir: str | Path, data: str | Path | 
     calibration = None
     if split != "val" and run.splits is not None and set(run.splits["image_id"]) <= set(index.frame["image_id"]):
         calibration, _ = split_predictions(run, index, "val", progress=progress)
-    return fairness_audit(frame, point["threshold"], out_dir, calibration=calibration,
-                          target_sensitivity=point["target_sensitivity"], criterion=point.get("criterion", "point"),
-                          synthetic=is_synthetic(index))
+    return fairness_audit(
+        frame,
+        point["threshold"],
+        out_dir,
+        calibration=calibration,
+        target_sensitivity=point["target_sensitivity"],
+        criterion=point.get("criterion", "point"),
+        synthetic=is_synthetic(index),
+    )
 
 
-def evaluate(run_dir: str | Path, out_dir: str | Path, data: str | Path | None = None, split: str = "test",
-             tta: bool = False, target_sensitivity: float | None = None, require_lower_ci: bool | None = None,
-             recalibrate: bool = False, n_boot: int = 1000, index: DermoscopyIndex | None = None,
-             progress: bool = True) -> dict[str, Any]:
+def evaluate(
+    run_dir: str | Path,
+    out_dir: str | Path,
+    data: str | Path | None = None,
+    split: str = "test",
+    tta: bool = False,
+    target_sensitivity: float | None = None,
+    require_lower_ci: bool | None = None,
+    recalibrate: bool = False,
+    n_boot: int = 1000,
+    index: DermoscopyIndex | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Evaluate a run on a split; write metrics.json, predictions.csv, plots and report.html to ``out_dir``.
 
     Args:
@@ -270,8 +321,7 @@ def evaluate(run_dir: str | Path, out_dir: str | Path, data: str | Path | None =
         index = _read_for(run, data, progress)
     point = run.operating_point()
     if point is not None and not recalibrate:
-        check_locked(point, run.path, tta=tta, target_sensitivity=target_sensitivity,
-                     require_lower_ci=require_lower_ci)
+        check_locked(point, run.path, tta=tta, target_sensitivity=target_sensitivity, require_lower_ci=require_lower_ci)
     else:
         cal_index = index if data is None or Path(data) == Path(train_data or "") else _read_for(run, None, False)
         target = DEFAULT_TARGET_SENSITIVITY if target_sensitivity is None else target_sensitivity
@@ -293,15 +343,27 @@ def evaluate(run_dir: str | Path, out_dir: str | Path, data: str | Path | None =
         "argmax": at_argmax,
         "in_sample": in_sample(split),
         "split": split,
-        "run": {"path": str(run.path), "arch": run.loaded.arch, "loss": cfg.get("loss"),
-                "class_weighting": run.loaded.hparams.get("class_weighting"), "image_size": cfg.get("image_size"),
-                "seed": cfg.get("seed"), "data": str(index.root), "tta": tta},
-        "calibration": {"temperature": point["temperature"], "ece_before": expected_calibration_error(y, raw),
-                        "ece_after": expected_calibration_error(y, probs)},
+        "run": {
+            "path": str(run.path),
+            "arch": run.loaded.arch,
+            "loss": cfg.get("loss"),
+            "class_weighting": run.loaded.hparams.get("class_weighting"),
+            "image_size": cfg.get("image_size"),
+            "seed": cfg.get("seed"),
+            "data": str(index.root),
+            "tta": tta,
+        },
+        "calibration": {
+            "temperature": point["temperature"],
+            "ece_before": expected_calibration_error(y, raw),
+            "ece_after": expected_calibration_error(y, probs),
+        },
         "operating_point": {**point, "validation": {**point["validation"], "in_sample": True}},
-        "files": {"predictions.csv": "ISIC 2018 Task 3 submission (image + 7 probabilities)",
-                  "decisions.csv": "DermaScan's decision of each image at the locked threshold",
-                  "note": SUBMISSION_NOTE},
+        "files": {
+            "predictions.csv": "ISIC 2018 Task 3 submission (image + 7 probabilities)",
+            "decisions.csv": "DermaScan's decision of each image at the locked threshold",
+            "note": SUBMISSION_NOTE,
+        },
     }
     _io.write_json(out / "metrics.json", metrics)
     images = frame["image_id"].to_numpy()
@@ -313,51 +375,23 @@ def evaluate(run_dir: str | Path, out_dir: str | Path, data: str | Path | None =
     return metrics
 
 
-def submission_table(images: Any, probs: np.ndarray) -> pd.DataFrame:
-    """The ISIC 2018 Task 3 submission: ``image`` and one probability column per class, nothing else."""
-    table = pd.DataFrame({"image": np.asarray(images)})
-    for k, code in enumerate(CLASSES):
-        table[code] = probs[:, k]
-    return table
-
-
-def decision_table(images: Any, probs: np.ndarray, threshold: float | None) -> pd.DataFrame:
-    """DermaScan's decision of each image, beside the submission (which the ISIC scorer argmaxes).
-
-    Columns: ``image``, ``decision`` (the class code by :func:`~dermascan.decision.decide`; melanoma when
-    ``p(MEL) >= threshold`` even if another class is more probable), ``melanoma_flag`` and ``threshold``.
-    """
-    pred = decide(probs, threshold)
-    return pd.DataFrame({"image": np.asarray(images), "decision": [CLASSES[k] for k in pred],
-                         "melanoma_flag": pred == MELANOMA_INDEX, "threshold": threshold})  # fmt: skip
-
-
-def in_sample(split: str) -> dict[str, Any]:
-    """Which figures of metrics.json were measured on data that also fitted something (so are optimistic)."""
-    fitted = {"val": "checkpoint selection (on uncalibrated probabilities), the temperature and the threshold",
-              "train": "the weights"}  # fmt: skip
-    figures = ["operating_point.validation"]
-    if split in fitted:
-        figures.append(f"every figure of this file: the evaluated split ({split}) also served {fitted[split]}")
-    note = ("The validation split served checkpoint selection (on uncalibrated probabilities), the temperature "
-            "and the threshold, so the figures in operating_point.validation are in-sample: optimistic, not an "
-            "estimate of performance on new patients.")  # fmt: skip
-    if split in fitted:
-        note += f" The evaluated split is {split!r} itself, which also served {fitted[split]}: every figure here is."
-    return {"validation_served": ["checkpoint selection", "temperature", "threshold"], "figures": figures,
-            "out_of_sample": split not in fitted, "note": note}  # fmt: skip
-
-
-def _plots(out: Path, y: np.ndarray, raw: np.ndarray, probs: np.ndarray, threshold: float, point: dict,
-           n_boot: int) -> None:
+def _plots(
+    out: Path, y: np.ndarray, raw: np.ndarray, probs: np.ndarray, threshold: float, point: dict, n_boot: int
+) -> None:
     is_mel = (y == MELANOMA_INDEX).astype(int)
     pred = decide(probs, threshold)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        plots.plot_confusion_matrix(y, pred, out / "confusion_matrix.png",
-                                    title=f"Confusion matrix at the melanoma threshold {threshold:.3f}")
+        plots.plot_confusion_matrix(
+            y, pred, out / "confusion_matrix.png", title=f"Confusion matrix at the melanoma threshold {threshold:.3f}"
+        )
         if 0 < is_mel.sum() < len(is_mel):
-            plots.plot_roc(is_mel, probs[:, MELANOMA_INDEX], out / "roc.png", threshold=threshold,
-                           target_sensitivity=point["target_sensitivity"])
+            plots.plot_roc(
+                is_mel,
+                probs[:, MELANOMA_INDEX],
+                out / "roc.png",
+                threshold=threshold,
+                target_sensitivity=point["target_sensitivity"],
+            )
         plots.plot_reliability(y, raw, out / "reliability.png", probs_after=probs, temperature=point["temperature"])
         plots.plot_per_class_f1(y, pred, out / "per_class_f1.png", n_boot=min(n_boot, 300))

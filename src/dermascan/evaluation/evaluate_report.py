@@ -1,14 +1,28 @@
-"""``report.html`` of an evaluation and the console rows of its headline figures, from ``metrics.json``."""
+"""What an evaluation writes beside its figures: the ISIC submission and DermaScan's decisions, the in-sample
+block of ``metrics.json``, ``report.html`` and the console rows of the headline figures."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from dermascan import _html
-from dermascan.taxonomy import CLASSES
+import numpy as np
+import pandas as pd
 
-__all__ = ["SUBMISSION_NOTE", "fmt_estimate", "headline_rows", "threshold_free_rows", "write_report"]
+from dermascan import _html
+from dermascan.decision import decide
+from dermascan.taxonomy import CLASSES, MELANOMA_INDEX
+
+__all__ = [
+    "SUBMISSION_NOTE",
+    "decision_table",
+    "fmt_estimate",
+    "headline_rows",
+    "in_sample",
+    "submission_table",
+    "threshold_free_rows",
+    "write_report",
+]
 
 #: What the ISIC 2018 scorer reproduces from predictions.csv, and what needs decisions.csv.
 SUBMISSION_NOTE = (
@@ -20,6 +34,41 @@ SUBMISSION_NOTE = (
     "melanoma_flag, threshold) is in decisions.csv, which the scorer never reads; the 'at threshold' figures "
     "(melanoma sensitivity, specificity, PPV, NPV, accuracy and balanced accuracy at the threshold) come from it."
 )
+
+
+def submission_table(images: Any, probs: np.ndarray) -> pd.DataFrame:
+    """The ISIC 2018 Task 3 submission: ``image`` and one probability column per class, nothing else."""
+    table = pd.DataFrame({"image": np.asarray(images)})
+    for k, code in enumerate(CLASSES):
+        table[code] = probs[:, k]
+    return table
+
+
+def decision_table(images: Any, probs: np.ndarray, threshold: float | None) -> pd.DataFrame:
+    """DermaScan's decision of each image, beside the submission (which the ISIC scorer argmaxes).
+
+    Columns: ``image``, ``decision`` (the class code by :func:`~dermascan.decision.decide`; melanoma when
+    ``p(MEL) >= threshold`` even if another class is more probable), ``melanoma_flag`` and ``threshold``.
+    """
+    pred = decide(probs, threshold)
+    return pd.DataFrame({"image": np.asarray(images), "decision": [CLASSES[k] for k in pred],
+                         "melanoma_flag": pred == MELANOMA_INDEX, "threshold": threshold})  # fmt: skip
+
+
+def in_sample(split: str) -> dict[str, Any]:
+    """Which figures of metrics.json were measured on data that also fitted something (so are optimistic)."""
+    fitted = {"val": "checkpoint selection (on uncalibrated probabilities), the temperature and the threshold",
+              "train": "the weights"}  # fmt: skip
+    figures = ["operating_point.validation"]
+    if split in fitted:
+        figures.append(f"every figure of this file: the evaluated split ({split}) also served {fitted[split]}")
+    note = ("The validation split served checkpoint selection (on uncalibrated probabilities), the temperature "
+            "and the threshold, so the figures in operating_point.validation are in-sample: optimistic, not an "
+            "estimate of performance on new patients.")  # fmt: skip
+    if split in fitted:
+        note += f" The evaluated split is {split!r} itself, which also served {fitted[split]}: every figure here is."
+    return {"validation_served": ["checkpoint selection", "temperature", "threshold"], "figures": figures,
+            "out_of_sample": split not in fitted, "note": note}  # fmt: skip
 
 
 def fmt_estimate(est: dict | None) -> str:
