@@ -159,31 +159,40 @@ def evaluate(
     out: OutOpt,
     data: RunDataOpt = None,
     split: Annotated[str, typer.Option(help="test, val, train, or all (every image of --data).")] = "test",
-    tta: Annotated[bool, typer.Option(help="Average over flips (test-time augmentation).")] = False,
-    target_sensitivity: Annotated[float, typer.Option(help="Melanoma sensitivity the threshold targets.")] = 0.90,
+    tta: Annotated[bool, typer.Option(help="Average over flips (test-time augmentation); must match the locked "
+                                           "operating point unless --recalibrate.")] = False,
+    target_sensitivity: Annotated[float | None, typer.Option(help="Melanoma sensitivity the threshold targets "
+                                                                  "(default 0.90; to change a locked one, "
+                                                                  "--recalibrate).")] = None,
     lower_ci: Annotated[bool, typer.Option("--lower-ci", help="Require the lower 95% CI bound on validation "
                                                                "to reach the target.")] = False,
     recalibrate: Annotated[bool, typer.Option(help="Choose temperature and threshold again.")] = False,
 ) -> None:
     """Evaluate at argmax and at the validation-locked melanoma threshold, with 95% CIs.
 
-    Writes metrics.json, predictions.csv (ISIC 2018 submission format), plots and report.html.
+    Writes metrics.json, predictions.csv (ISIC 2018 submission format), decisions.csv (DermaScan's decision
+    of each image), plots and report.html.
     """
     from dermascan.data.readers import DatasetError
+    from dermascan.errors import DermaScanError
     from dermascan.evaluation.evaluate import evaluate as run_evaluation
-    from dermascan.evaluation.evaluate import headline_rows
+    from dermascan.evaluation.evaluate_report import headline_rows, threshold_free_rows
 
     try:
+        # Not given is None, so a flag that differs from a locked operating point is refused, not ignored.
         m = run_evaluation(run, out, data=data, split=split, tta=tta, target_sensitivity=target_sensitivity,
-                           require_lower_ci=lower_ci, recalibrate=recalibrate)
-    except (ValueError, FileNotFoundError, DatasetError) as e:
+                           require_lower_ci=True if lower_ci else None, recalibrate=recalibrate)
+    except (DermaScanError, ValueError, FileNotFoundError, DatasetError) as e:
         raise _fail(str(e)) from e
     typer.echo(f"{m['split']}: {m['n']} images, {m['melanoma']['n_pos']} melanomas; "
                f"threshold {m['melanoma']['threshold']:.4f} (locked on validation)")
     typer.echo(f"{'figure (95% CI)':<32} {'at threshold':<24} {'at argmax':<24}")
     for label, t, a in headline_rows(m):
         typer.echo(f"{label:<32} {t:<24} {a:<24}")
-    typer.echo(f"wrote {out / 'report.html'}")
+    typer.echo("threshold-free (each picks its own threshold on this split; not an operating point):")
+    for label, v in threshold_free_rows(m):
+        typer.echo(f"{label:<32} {v:<24}")
+    typer.echo(f"wrote {out / 'report.html'} and decisions.csv beside the ISIC submission predictions.csv")
 
 
 @app.command()
@@ -427,12 +436,13 @@ def compare(
     out: Annotated[Path | None, typer.Option(help="Write comparison.csv/.json/.html here.")] = None,
 ) -> None:
     """Side-by-side table of several evaluations (baseline vs improved, CNN vs ViT)."""
-    from dermascan.evaluation.evaluate import compare as run_compare
-    from dermascan.evaluation.evaluate import format_table
+    from dermascan.errors import DermaScanError
+    from dermascan.evaluation.compare import compare as run_compare
+    from dermascan.evaluation.compare import format_table
 
     try:
         table = run_compare(evals, out)
-    except FileNotFoundError as e:
+    except (DermaScanError, FileNotFoundError) as e:
         raise _fail(str(e)) from e
     typer.echo(format_table(table))
 

@@ -87,7 +87,8 @@ def run_demo(out_dir: str | Path, cfg: DemoConfig | None = None, echo: Callable[
     from dermascan.data.eda import run_eda
     from dermascan.data.readers import read_dataset
     from dermascan.data.synthetic import SynthConfig, generate_dataset
-    from dermascan.evaluation.evaluate import compare, evaluate, format_table
+    from dermascan.evaluation.compare import compare, format_table
+    from dermascan.evaluation.evaluate import evaluate
     from dermascan.training.config import resolve_config
     from dermascan.training.train import train
 

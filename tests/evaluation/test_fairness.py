@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dermascan.evaluation import fairness
+from dermascan.evaluation import fairness, fairness_stats
 from dermascan.taxonomy import CLASSES, MELANOMA_INDEX
 
 THRESHOLD = 0.3
@@ -173,3 +173,95 @@ def test_attribute_groups_bins_and_validation():
         fairness.attribute_groups(pd.DataFrame({"fitzpatrick": [7]}), "fitzpatrick")
     with pytest.raises(ValueError, match="no 'fitzpatrick' column"):
         fairness.attribute_groups(pd.DataFrame({"age": [1]}), "fitzpatrick")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Significance corrected for the number of groups, and the mitigation's criterion (issue 11)
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_fisher_against_the_rest_is_scipys_fisher_exact():
+    from scipy import stats
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        n, rest = int(rng.integers(1, 60)), int(rng.integers(1, 300))
+        a, c = int(rng.integers(0, n + 1)), int(rng.integers(0, rest + 1))
+        p = fairness_stats.fisher_vs_rest([a], [n], a + c, n + rest)[0]
+        assert p == pytest.approx(stats.fisher_exact([[a, n - a], [c, rest - c]]).pvalue, abs=1e-12)
+
+
+def test_holm_adjustment_by_hand():
+    adjusted = fairness_stats.holm_adjust([0.01, 0.04, 0.03, np.nan])
+    # m = 3 tests: 3 x 0.01, then max(0.03, 2 x 0.03), then max(0.06, 1 x 0.04); the untested one stays NaN.
+    np.testing.assert_allclose(adjusted[:3], [0.03, 0.06, 0.06])
+    assert np.isnan(adjusted[3])
+
+
+@pytest.mark.parametrize("k", [4, 8, 15])
+def test_family_wise_false_alarms_stay_at_alpha_when_every_group_is_equal(k):
+    """Equal true sensitivity 0.85, 30 melanomas per group: how often is any group called significant?"""
+    audits, n, alpha = 400, 30, 0.05
+    found = np.random.default_rng(k).binomial(n, 0.85, size=(audits, k))  # (audits, groups)
+    melanomas = np.full(k, n)
+    _, _, significant = fairness_stats.significance_vs_rest(found, melanomas, found.sum(1, keepdims=True), n * k,
+                                                            alpha)  # fmt: skip
+    rate = significant.any(axis=1).mean()
+    assert rate <= alpha + 3 * np.sqrt(alpha * (1 - alpha) / audits)  # at most alpha, up to simulation noise
+    # The rule it replaces (each group against the best group, uncorrected) calls far more at 8 and 15 groups.
+    best = found.max(axis=1, keepdims=True)
+    p_vs_best = fairness_stats.fisher_vs_rest(found, melanomas, found + best, 2 * n)
+    old_rate = ((p_vs_best < alpha) & (found < best)).any(axis=1).mean()
+    if k >= 8:
+        assert old_rate > 2 * alpha and old_rate > 2 * rate
+
+
+def _equal_sites_frame(found: list[int], per_group: int = 30) -> pd.DataFrame:
+    """Body sites with ``per_group`` melanomas each (``found[i]`` of them with a high p(MEL)) and as many benign."""
+    rows = []
+    for i, hits in enumerate(found):
+        for j in range(2 * per_group):
+            mel = j < per_group
+            p = 0.9 if mel and j < hits else 0.1
+            rows.append({"MEL": p, "NV": 1 - p, "label": 0 if mel else 1, "localization": f"site{i:02d}"})
+    frame = pd.DataFrame(rows)
+    for code in CLASSES[2:]:
+        frame[code] = 0.0
+    return frame
+
+
+def test_a_gap_among_many_groups_is_judged_against_the_rest_with_holm(tmp_path):
+    from scipy import stats
+
+    # 15 sites: one finds 30 of 30, one 21 of 30, the others 26. Against the best group uncorrected, 21/30 vs 30/30
+    # gives Fisher p ~ 0.002 ("significant"); against the rest (368 of 420 found) with 15 tests it is not.
+    frame = _equal_sites_frame([30, 21] + [26] * 13)
+    result = fairness.fairness_audit(frame, THRESHOLD, tmp_path, attributes=("localization",), n_boot=N_BOOT)
+    sites = result["attributes"]["localization"]
+    worst = sites["groups"]["site01"]
+    assert sites["n_tested"] == 15 and worst["flag"] and not worst["significant"]
+    assert worst["p_value"] == pytest.approx(stats.fisher_exact([[21, 9], [368, 52]]).pvalue)
+    assert worst["p_adjusted"] > 0.05 and worst["rest_sensitivity"] == pytest.approx(368 / 420)
+    assert not any(g["significant"] for g in sites["groups"].values())
+    assert any("Holm-corrected over 15" in s and "treat these gaps as a warning" in s for s in result["summary"])
+    assert "Holm" in result["settings"]["significance"]
+
+
+def test_mitigation_thresholds_use_the_global_criterion(tmp_path):
+    from dermascan.evaluation.operating_point import choose_threshold
+
+    calibration = make_frame(seed=4, per_type=200)
+    point = fairness.mitigate_thresholds(calibration, "fitzpatrick", 0.9)
+    strict = fairness.mitigate_thresholds(calibration, "fitzpatrick", 0.9, require_lower_ci=True)
+    groups = fairness.attribute_groups(calibration, "fitzpatrick")
+    assert set(strict) == set(point)
+    for name, t in strict.items():
+        rows = (groups == name).to_numpy()
+        y = (calibration["label"].to_numpy()[rows] == MELANOMA_INDEX).astype(int)
+        assert t == choose_threshold(y, calibration["MEL"].to_numpy()[rows], 0.9, require_lower_ci=True).threshold
+        assert t <= point[name]
+    assert any(strict[g] < point[g] for g in strict)
+    result = fairness.fairness_audit(make_frame(seed=0), THRESHOLD, tmp_path, calibration=calibration,
+                                     criterion="lower_ci", n_boot=N_BOOT)  # fmt: skip
+    assert result["mitigation"]["criterion"] == "lower_ci"
+    assert result["mitigation"]["attributes"]["fitzpatrick"]["thresholds"] == strict

@@ -13,7 +13,9 @@ from scipy.stats import binomtest
 from sklearn import calibration as skcal
 from sklearn import metrics as sk
 
+from dermascan.evaluation import intervals as CI
 from dermascan.evaluation import metrics as M
+from dermascan.evaluation import report as R
 from dermascan.evaluation.metrics import UndefinedMetricWarning
 from dermascan.taxonomy import CLASSES, NUM_CLASSES
 
@@ -159,16 +161,16 @@ def test_sensitivity_nine_of_ten():
 
 
 def test_wilson_interval_known_values():
-    lo, hi = M.wilson_interval(9, 10)
+    lo, hi = CI.wilson_interval(9, 10)
     assert (round(lo, 3), round(hi, 3)) == (0.596, 0.982)
-    assert M.wilson_interval(10, 10)[1] == 1.0
-    assert M.wilson_interval(0, 10)[0] == 0.0
+    assert CI.wilson_interval(10, 10)[1] == 1.0
+    assert CI.wilson_interval(0, 10)[0] == 0.0
 
 
 @pytest.mark.parametrize(("k", "n", "confidence"), [(0, 7, 0.95), (3, 7, 0.9), (45, 50, 0.99), (200, 1000, 0.95)])
 def test_wilson_interval_matches_scipy(k, n, confidence):
     ci = binomtest(k, n).proportion_ci(confidence_level=confidence, method="wilson")
-    np.testing.assert_allclose(M.wilson_interval(k, n, confidence), (ci.low, ci.high), atol=1e-12)
+    np.testing.assert_allclose(CI.wilson_interval(k, n, confidence), (ci.low, ci.high), atol=1e-12)
 
 
 def test_auroc_hand_case_with_a_tie():
@@ -198,7 +200,7 @@ def test_confusion_matrix_hand_case():
 
 
 def test_estimate_to_dict_writes_nan_as_none():
-    d = M.Estimate(math.nan, math.nan, math.nan, 0).to_dict()
+    d = CI.Estimate(math.nan, math.nan, math.nan, 0).to_dict()
     assert d == {"value": None, "lo": None, "hi": None, "n": 0}
     json.dumps(d, allow_nan=False)
 
@@ -242,15 +244,15 @@ def test_never_predicted_class_precision_is_nan_and_warns():
 
 def test_wilson_with_no_trials_warns():
     with pytest.warns(UndefinedMetricWarning, match="n = 0"):
-        assert all(math.isnan(v) for v in M.wilson_interval(0, 0))
+        assert all(math.isnan(v) for v in CI.wilson_interval(0, 0))
     with pytest.warns(UndefinedMetricWarning):
-        assert math.isnan(M.wilson_estimate(0, 0).value)
+        assert math.isnan(CI.wilson_estimate(0, 0).value)
 
 
 @pytest.mark.parametrize(("k", "n"), [(11, 10), (-1, 10), (1.5, 10), (1, -1)])
 def test_wilson_rejects_impossible_counts(k, n):
     with pytest.raises(ValueError, match="successes"):
-        M.wilson_interval(k, n)
+        CI.wilson_interval(k, n)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -379,16 +381,16 @@ def test_probability_checks_name_the_bad_entry():
 
 def test_bootstrap_ci_contains_point_and_is_reproducible():
     y, s = _binary_scores(0, n=400, decimals=None)
-    a = M.bootstrap_ci(M.roc_auc_score, y, s, n_boot=300, seed=3)
+    a = CI.bootstrap_ci(M.roc_auc_score, y, s, n_boot=300, seed=3)
     assert a.lo <= a.value <= a.hi
     assert a.n == 400
-    assert M.bootstrap_ci(M.roc_auc_score, y, s, n_boot=300, seed=3) == a
-    assert M.bootstrap_ci(M.roc_auc_score, y, s, n_boot=300, seed=4) != a
+    assert CI.bootstrap_ci(M.roc_auc_score, y, s, n_boot=300, seed=3) == a
+    assert CI.bootstrap_ci(M.roc_auc_score, y, s, n_boot=300, seed=4) != a
 
 
 def test_bootstrap_ci_narrows_with_more_data():
-    small = M.bootstrap_ci(M.roc_auc_score, *_binary_scores(0, n=150, decimals=None), n_boot=300)
-    large = M.bootstrap_ci(M.roc_auc_score, *_binary_scores(0, n=2000, decimals=None), n_boot=300)
+    small = CI.bootstrap_ci(M.roc_auc_score, *_binary_scores(0, n=150, decimals=None), n_boot=300)
+    large = CI.bootstrap_ci(M.roc_auc_score, *_binary_scores(0, n=2000, decimals=None), n_boot=300)
     assert large.hi - large.lo < 0.6 * (small.hi - small.lo)
 
 
@@ -408,8 +410,8 @@ def test_vectorised_bootstrap_equals_the_loop(metric):
         y, x = _multiclass(1, n=150)
     else:
         y, x = _binary_scores(1, n=150, decimals=2)
-    fast = M.bootstrap_ci(metric, y, x, n_boot=200, seed=7)
-    slow = M.bootstrap_ci(lambda a, b: metric(a, b), y, x, n_boot=200, seed=7)  # a lambda is never batched
+    fast = CI.bootstrap_ci(metric, y, x, n_boot=200, seed=7)
+    slow = CI.bootstrap_ci(lambda a, b: metric(a, b), y, x, n_boot=200, seed=7)  # a lambda is never batched
     assert fast.value == slow.value
     assert fast.lo == pytest.approx(slow.lo, abs=1e-12)
     assert fast.hi == pytest.approx(slow.hi, abs=1e-12)
@@ -423,7 +425,7 @@ def test_stratified_bootstrap_keeps_the_positive_count():
         seen.append(int(np.sum(y_b)))
         return float(np.mean(s_b))
 
-    M.bootstrap_ci(spy, y, s, n_boot=20)
+    CI.bootstrap_ci(spy, y, s, n_boot=20)
     assert set(seen) == {int(y.sum())}
 
 
@@ -431,14 +433,14 @@ def test_unstratified_bootstrap_skips_undefined_resamples_with_one_warning():
     y = np.array([1, 0, 0, 0, 0, 0, 0, 0, 0, 0])
     s = np.linspace(1, 0, 10)
     with pytest.warns(UndefinedMetricWarning, match="undefined in .* of 200 resamples") as record:
-        est = M.bootstrap_ci(M.roc_auc_score, y, s, n_boot=200, stratified=False)
+        est = CI.bootstrap_ci(M.roc_auc_score, y, s, n_boot=200, stratified=False)
     assert len(record) == 1
     assert est.value == 1.0 and est.hi == 1.0
 
 
 def test_bootstrap_of_an_undefined_metric_is_nan():
     with pytest.warns(UndefinedMetricWarning):
-        est = M.bootstrap_ci(M.roc_auc_score, [0, 0, 0], [0.1, 0.2, 0.3])
+        est = CI.bootstrap_ci(M.roc_auc_score, [0, 0, 0], [0.1, 0.2, 0.3])
     assert all(math.isnan(v) for v in (est.value, est.lo, est.hi))
 
 
@@ -446,13 +448,13 @@ def test_bootstrap_is_fast_enough_for_reports():
     # Correctness of the fast path is tested above; here only that 1000 x 2000 runs (timings belong in
     # benchmarks/, so no wall-clock assertion).
     y, s = _binary_scores(0, n=2000, decimals=None)
-    est = M.bootstrap_ci(M.roc_auc_score, y, s, n_boot=1000)
+    est = CI.bootstrap_ci(M.roc_auc_score, y, s, n_boot=1000)
     assert est.lo < est.value < est.hi
 
 
 def test_per_class_f1_ci():
     y_true, y_pred = _multiclass(0, n=300)
-    estimates = M.per_class_f1_ci(y_true, y_pred, n_boot=200)
+    estimates = CI.per_class_f1_ci(y_true, y_pred, n_boot=200)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UndefinedMetricWarning)
         f1 = M.per_class_precision_recall_f1(y_true, y_pred)["f1"]
@@ -468,7 +470,7 @@ def test_per_class_f1_ci():
 
 def test_melanoma_report_structure_and_json():
     y, p = _probs(0, n=300)
-    report = M.melanoma_report(y, p, n_boot=100)
+    report = R.melanoma_report(y, p, n_boot=100)
     json.dumps(report, allow_nan=False)
     assert report["n"] == 300
     assert report["decision"] == "argmax"
@@ -477,10 +479,17 @@ def test_melanoma_report_structure_and_json():
     for code in CLASSES:
         assert set(report["per_class"][code]) >= {"precision", "recall", "f1"}
         assert set(report["per_class"][code]["recall"]) == {"value", "lo", "hi", "n"}
-    for key in ("sensitivity", "specificity", "ppv", "npv", "auroc",
-                "specificity_at_90_sensitivity", "specificity_at_95_sensitivity"):  # fmt: skip
+    for key in ("sensitivity", "specificity", "ppv", "npv", "auroc"):
         est = report["melanoma"][key]
         assert est["lo"] <= est["value"] <= est["hi"], key
+    # Specificity at a sensitivity picks its threshold on these data: reported apart, with no threshold to use.
+    free = report["threshold_free"]
+    assert "evaluated split itself" in free["note"]
+    for target in (90, 95):
+        est = free[f"specificity_at_{target}_sensitivity"]
+        assert est["lo"] <= est["value"] <= est["hi"] and set(est) == {"value", "lo", "hi", "n"}
+        assert est["value"] == pytest.approx(M.specificity_at_sensitivity(y == 0, p[:, 0], target / 100)[0])
+        assert f"specificity_at_{target}_sensitivity" not in report["melanoma"]
     assert report["accuracy"]["value"] == pytest.approx(M.accuracy_score(y, p.argmax(1)))
     assert report["balanced_accuracy"]["value"] == pytest.approx(M.balanced_accuracy_score(y, p.argmax(1)))
     assert report["melanoma"]["auroc"]["value"] == pytest.approx(sk.roc_auc_score(y == 0, p[:, 0]))
@@ -491,7 +500,7 @@ def test_melanoma_report_structure_and_json():
 def test_melanoma_report_at_a_threshold_uses_the_binary_rule():
     y, p = _probs(1, n=300)
     threshold = 0.15
-    report = M.melanoma_report(y, p, threshold=threshold, n_boot=50)
+    report = R.melanoma_report(y, p, threshold=threshold, n_boot=50)
     called = (p[:, 0] >= threshold).astype(int)
     assert report["decision"] == "threshold"
     assert report["melanoma"]["threshold"] == threshold
@@ -504,13 +513,13 @@ def test_melanoma_report_on_a_subgroup_without_melanoma():
     y, p = _probs(2, n=60)
     keep = y != 0
     with pytest.warns(UndefinedMetricWarning):
-        report = M.melanoma_report(y[keep], p[keep], threshold=0.2, n_boot=50)
+        report = R.melanoma_report(y[keep], p[keep], threshold=0.2, n_boot=50)
     json.dumps(report, allow_nan=False)
     mel = report["melanoma"]
     assert mel["n_pos"] == 0
     assert mel["sensitivity"]["value"] is None
     assert mel["auroc"] == {"value": None, "lo": None, "hi": None, "n": int(keep.sum())}
-    assert mel["specificity_at_90_sensitivity"]["value"] is None
+    assert report["threshold_free"]["specificity_at_90_sensitivity"]["value"] is None
     assert mel["specificity"]["value"] is not None
     assert report["per_class"]["MEL"]["recall"]["value"] is None
 
@@ -518,8 +527,8 @@ def test_melanoma_report_on_a_subgroup_without_melanoma():
 def test_melanoma_report_validates_inputs():
     y, p = _probs(0, n=20)
     with pytest.raises(ValueError, match="sums to"):
-        M.melanoma_report(y, p * 0.9, n_boot=10)
+        R.melanoma_report(y, p * 0.9, n_boot=10)
     with pytest.raises(ValueError, match="20 cases but probs has 19"):
-        M.melanoma_report(y, p[:-1], n_boot=10)
+        R.melanoma_report(y, p[:-1], n_boot=10)
     with pytest.raises(ValueError, match="class_names"):
-        M.melanoma_report(y, p, class_names=("A", "B"), n_boot=10)
+        R.melanoma_report(y, p, class_names=("A", "B"), n_boot=10)

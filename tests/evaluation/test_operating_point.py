@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from dermascan.decision import RiskBands, decide, risk_band
+from dermascan.evaluation import intervals as CI
 from dermascan.evaluation import metrics as M
 from dermascan.evaluation.operating_point import OperatingPoint, choose_threshold
 from dermascan.taxonomy import CLASSES, NUM_CLASSES
@@ -99,8 +100,11 @@ def test_threshold_from_one_half_reaches_the_target_on_that_half(seed, target):
     assert op.sensitivity.value == pytest.approx(M.sensitivity_score(y[fit], called))
     assert op.specificity.value == pytest.approx(M.specificity_score(y[fit], called))
     assert (op.n_pos, op.n_neg) == (int(y[fit].sum()), 300 - int(y[fit].sum()))
-    # The locked threshold applies unchanged to new data (no refit on the held-out half).
-    assert 0 <= M.sensitivity_score(y[held_out], (s[held_out] >= op.threshold).astype(int)) <= 1
+    # The locked threshold carries to new data of the same kind unchanged (no refit on the held-out half):
+    # there its sensitivity is the target up to binomial noise (within 3 standard errors).
+    held = M.sensitivity_score(y[held_out], (s[held_out] >= op.threshold).astype(int))
+    n_held = int(y[held_out].sum())
+    assert abs(held - target) < 3 * np.sqrt(target * (1 - target) / n_held)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -124,7 +128,7 @@ def test_lower_ci_criterion_is_stricter():
     assert strict.sensitivity.lo >= 0.9
     higher = np.unique(s[(y == 1) & (s > strict.threshold)])  # the next melanoma score up misses the criterion
     found = int(np.sum((y == 1) & (s >= higher[0])))
-    assert M.wilson_interval(found, strict.n_pos)[0] < 0.9
+    assert CI.wilson_interval(found, strict.n_pos)[0] < 0.9
     assert strict.sensitivity.value >= point.sensitivity.value
 
 

@@ -16,7 +16,7 @@ from numpy.typing import ArrayLike
 from scipy import optimize
 
 from dermascan.decision import _check_logits, apply_temperature, log_softmax, softmax
-from dermascan.evaluation.metrics import _check_labels, _check_same_length
+from dermascan.evaluation._validate import check_labels, check_same_length
 
 __all__ = ["apply_temperature", "fit_temperature", "log_softmax", "softmax"]
 
@@ -44,8 +44,8 @@ def fit_temperature(logits: ArrayLike, y_true: ArrayLike) -> float:
         T > 0; divide logits by it (:func:`apply_temperature`).
     """
     z = _check_logits(logits)
-    y = _check_labels(y_true, "y_true", z.shape[1])
-    _check_same_length(y, z, "y_true", "logits")
+    y = check_labels(y_true, "y_true", z.shape[1])
+    check_same_length(y, z, "y_true", "logits")
     result = optimize.minimize_scalar(
         _nll, bounds=(math.log(_T_BOUNDS[0]), math.log(_T_BOUNDS[1])), args=(z, y), method="bounded",
         options={"xatol": 1e-6},

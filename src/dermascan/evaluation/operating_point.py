@@ -3,7 +3,7 @@ and how the melanoma probability maps to a risk band.
 
 The operating point is a clinical decision: choose it on validation data for the target sensitivity
 (:func:`choose_threshold`), lock it into the model bundle, and report specificity at it on test data with
-confidence intervals (:func:`dermascan.evaluation.metrics.melanoma_report`).
+confidence intervals (:func:`dermascan.evaluation.report.melanoma_report`).
 """
 
 from __future__ import annotations
@@ -17,15 +17,9 @@ from numpy.typing import ArrayLike
 from scipy import stats
 
 from dermascan.decision import CRITERIA, RiskBands
-from dermascan.evaluation.metrics import (
-    Estimate,
-    _check_binary_scores,
-    _check_confidence,
-    _check_target,
-    _min_hits,
-    wilson_estimate,
-    wilson_interval,
-)
+from dermascan.evaluation._validate import check_binary_scores, check_confidence, check_target
+from dermascan.evaluation.intervals import Estimate, wilson_estimate, wilson_interval
+from dermascan.evaluation.metrics import min_hits
 
 __all__ = ["OperatingPoint", "choose_threshold"]
 
@@ -107,9 +101,9 @@ def choose_threshold(
             a weaker threshold: a clinical operating point that silently misses its criterion is worse than
             none. The message says how many melanomas are needed.
     """
-    _check_target(target_sensitivity)
-    _check_confidence(confidence)
-    y, s = _check_binary_scores(y_true_binary, scores)
+    check_target(target_sensitivity)
+    check_confidence(confidence)
+    y, s = check_binary_scores(y_true_binary, scores)
     n_pos = int(y.sum())
     n_neg = len(y) - n_pos
     if n_pos == 0:
@@ -141,7 +135,7 @@ def choose_threshold(
                 lo_k = mid + 1
         min_found = lo_k
     else:
-        min_found = _min_hits(n_pos, target_sensitivity)
+        min_found = min_hits(n_pos, target_sensitivity)
     reaches = found >= min_found
     threshold = float(s_pos[int(np.argmax(reaches))])
     called = s >= threshold

@@ -19,11 +19,11 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from numpy.typing import ArrayLike
 
+from dermascan.evaluation.intervals import per_class_f1_ci
 from dermascan.evaluation.metrics import (
     binary_expected_calibration_error,
     confusion_matrix,
     expected_calibration_error,
-    per_class_f1_ci,
     reliability_curve,
     roc_auc_score,
     roc_curve,
