@@ -16,6 +16,7 @@ import base64
 import binascii
 import io
 import re
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,6 +24,10 @@ from PIL import Image, UnidentifiedImageError
 
 from dermascan.data.io import ImageError, load_image
 from dermascan.serving.errors import ServiceError
+
+# The pixel limit is ours (``max_pixels``, checked from the header before decoding); PIL's warning for images
+# above its own limit would only repeat it in the log.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 ACCEPTED = {"PNG": "png", "JPEG": "jpg"}
 _DATA_URL = re.compile(r"^data:([^,;]*)((?:;[^,;]*)*),", re.IGNORECASE)

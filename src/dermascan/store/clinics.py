@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 
 from sqlalchemy import select, update
@@ -28,7 +29,8 @@ class Caller:
 
 def clinic_id_for(name: str) -> str:
     """The ``clinic_id`` of a clinic name: lower case, runs of other characters become ``-``."""
-    slug = re.sub(r"[^a-z0-9_]+", "-", name.strip().lower()).strip("-")[:64]
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()  # Süd -> Sud
+    slug = re.sub(r"[^a-z0-9_]+", "-", ascii_name.strip().lower()).strip("-")[:64]
     if not _CLINIC_ID.match(slug):
         raise ClinicError(f"clinic name {name!r} has no letters or digits; give a name such as 'Clinic Nord'")
     return slug
