@@ -4,16 +4,32 @@ Written from the brief's example by hand: every field of the example is required
 value has, and nothing else may appear.
 """
 
-CLASS_NAMES = ["melanoma", "melanocytic_nevus", "basal_cell_carcinoma", "actinic_keratosis", "benign_keratosis",
-               "dermatofibroma", "vascular_lesion"]
+CLASS_NAMES = [
+    "melanoma",
+    "melanocytic_nevus",
+    "basal_cell_carcinoma",
+    "actinic_keratosis",
+    "benign_keratosis",
+    "dermatofibroma",
+    "vascular_lesion",
+]
 _PROB = {"type": "number", "minimum": 0, "maximum": 1}
 
 BRIEF_RESPONSE = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "type": "object",
     "additionalProperties": False,
-    "required": ["diagnosis", "attention_map", "recommendation", "model_version", "latency_ms",
-                 "prediction_id", "risk_band", "melanoma_flag", "threshold"],
+    "required": [
+        "diagnosis",
+        "attention_map",
+        "recommendation",
+        "model_version",
+        "latency_ms",
+        "prediction_id",
+        "risk_band",
+        "melanoma_flag",
+        "threshold",
+    ],
     "properties": {
         "diagnosis": {
             "type": "object",
@@ -23,8 +39,12 @@ BRIEF_RESPONSE = {
                 "primary": {"enum": CLASS_NAMES},  # "melanocytic_nevus"
                 "confidence": _PROB,  # 0.87
                 "melanoma_risk": _PROB,  # 0.03
-                "all_classes": {"type": "object", "additionalProperties": False, "required": CLASS_NAMES,
-                                "properties": {c: _PROB for c in CLASS_NAMES}},
+                "all_classes": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": CLASS_NAMES,
+                    "properties": {c: _PROB for c in CLASS_NAMES},
+                },
             },
         },
         "attention_map": {"type": "string", "contentEncoding": "base64", "minLength": 1},  # base64_encoded_heatmap

@@ -62,15 +62,18 @@ class Live:
         return c
 
     def analyze(self, clinic: str = "clinic-a", image: bytes | None = None, **body: Any) -> httpx.Response:
-        payload = {"image": b64(image if image is not None else jpeg()), "clinic_id": clinic, "patient_id": "P-1",
-                   **body}
+        payload = {
+            "image": b64(image if image is not None else jpeg()),
+            "clinic_id": clinic,
+            "patient_id": "P-1",
+            **body,
+        }
         return self.client(clinic).post("/api/v1/analyze", json=payload)
 
 
 @pytest.fixture(scope="session")
 def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return random_bundle(tmp_path_factory.mktemp("bundle"), "resnet18", image_size=32,
-                         parity_runtimes=["onnxruntime"])
+    return random_bundle(tmp_path_factory.mktemp("bundle"), "resnet18", image_size=32, parity_runtimes=["onnxruntime"])
 
 
 @contextlib.contextmanager
@@ -85,8 +88,9 @@ def start_service(folder: Path, bundle: Path, **overrides: Any) -> Iterator[Live
             clinic, keys[clinic.id] = clinics.add_clinic(session, name)
         _, keys["revoked"] = clinics.add_clinic(session, "Clinic C")
         clinics.revoke(session, "clinic-c")
-    settings = ServeSettings(bundle=bundle, db=db_url, patient_key=PATIENT_KEY, runtime="onnxruntime", threads=1,
-                             **overrides)
+    settings = ServeSettings(
+        bundle=bundle, db=db_url, patient_key=PATIENT_KEY, runtime="onnxruntime", threads=1, **overrides
+    )
     server = BackgroundServer(settings).start()
     live = Live(server.url, db_url, engine, keys, server)
     try:

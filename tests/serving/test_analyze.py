@@ -11,11 +11,11 @@ import io
 import jsonschema
 from PIL import Image
 from sqlalchemy import select
+from tests.serving.brief_schema import BRIEF_RESPONSE
+from tests.serving.conftest import PATIENT_KEY, Live, b64, encode, jpeg, png
 
 from dermascan.serving.settings import DEFAULT_RECOMMENDATIONS
 from dermascan.store.models import AccessLog, PredictionRow
-from tests.serving.brief_schema import BRIEF_RESPONSE
-from tests.serving.conftest import PATIENT_KEY, Live, b64, encode, jpeg, png
 
 
 def _row(live: Live, prediction_id: str) -> PredictionRow | None:
@@ -52,8 +52,11 @@ def test_brief_request_gives_brief_response(live: Live) -> None:
 
 
 def test_multipart_upload(live: Live) -> None:
-    r = live.client().post("/api/v1/analyze", files={"image": ("lesion.png", png(), "image/png")},
-                           data={"clinic_id": "clinic-a", "patient_id": "P-2", "lesion_id": "L7", "body_site": "back"})
+    r = live.client().post(
+        "/api/v1/analyze",
+        files={"image": ("lesion.png", png(), "image/png")},
+        data={"clinic_id": "clinic-a", "patient_id": "P-2", "lesion_id": "L7", "body_site": "back"},
+    )
     assert r.status_code == 200, r.text
     jsonschema.validate(r.json(), BRIEF_RESPONSE)
     row = _row(live, r.json()["prediction_id"])
@@ -61,14 +64,17 @@ def test_multipart_upload(live: Live) -> None:
 
 
 def test_multipart_base64_text_field(live: Live) -> None:
-    r = live.client().post("/api/v1/analyze", files={"clinic_id": (None, "clinic-a")},
-                           data={"image": b64(jpeg()), "patient_id": "P-2"})
+    r = live.client().post(
+        "/api/v1/analyze", files={"clinic_id": (None, "clinic-a")}, data={"image": b64(jpeg()), "patient_id": "P-2"}
+    )
     assert r.status_code == 200, r.text
 
 
 def test_data_url_is_accepted(live: Live) -> None:
-    r = live.client().post("/api/v1/analyze", json={"image": "data:image/jpeg;base64," + b64(jpeg()),
-                                                     "clinic_id": "clinic-a", "patient_id": "P-3"})
+    r = live.client().post(
+        "/api/v1/analyze",
+        json={"image": "data:image/jpeg;base64," + b64(jpeg()), "clinic_id": "clinic-a", "patient_id": "P-3"},
+    )
     assert r.status_code == 200, r.text
 
 
@@ -88,10 +94,15 @@ def test_rgba_and_grey_png_are_converted(live: Live) -> None:
 
 def test_batch_with_one_bad_image(live: Live) -> None:
     gif = encode(Image.new("RGB", (40, 40)), "GIF")
-    images = [{"image": b64(jpeg(seed=1)), "lesion_id": "L1"}, {"image": b64(gif), "lesion_id": "L2"},
-              {"image": "not base64!", "lesion_id": "L3"}, {"image": b64(png(seed=2)), "lesion_id": "L4"}]
-    r = live.client().post("/api/v1/analyze/batch", json={"clinic_id": "clinic-a", "patient_id": "P-9",
-                                                           "images": images})
+    images = [
+        {"image": b64(jpeg(seed=1)), "lesion_id": "L1"},
+        {"image": b64(gif), "lesion_id": "L2"},
+        {"image": "not base64!", "lesion_id": "L3"},
+        {"image": b64(png(seed=2)), "lesion_id": "L4"},
+    ]
+    r = live.client().post(
+        "/api/v1/analyze/batch", json={"clinic_id": "clinic-a", "patient_id": "P-9", "images": images}
+    )
     assert r.status_code == 200, r.text
     items = r.json()["items"]
     assert [i["index"] for i in items] == [0, 1, 2, 3]
@@ -107,8 +118,10 @@ def test_batch_with_one_bad_image(live: Live) -> None:
 
     with Session(live.engine) as s:  # one access-log entry for the visit, naming both stored predictions
         entry = s.scalars(select(AccessLog).where(AccessLog.action == "analyze").order_by(AccessLog.id.desc())).first()
-    assert entry is not None and set(entry.detail["predictions"]) == {items[0]["result"]["prediction_id"],
-                                                                      items[3]["result"]["prediction_id"]}
+    assert entry is not None and set(entry.detail["predictions"]) == {
+        items[0]["result"]["prediction_id"],
+        items[3]["result"]["prediction_id"],
+    }
 
 
 def test_batch_size_limit(live: Live) -> None:
@@ -127,3 +140,9 @@ def test_recommendation_text_is_configurable(tiny_bundle, tmp_path) -> None:
         out = service.analyze().json()
     assert out["recommendation"] == texts[out["risk_band"]]
     assert out["attention_map"] is None  # heat maps switched off
+
+
+def test_attention_map_of_a_large_image_is_capped(live: Live) -> None:
+    out = live.analyze(image=jpeg(800, 600)).json()
+    overlay = Image.open(io.BytesIO(base64.b64decode(out["attention_map"])))
+    assert overlay.size == (512, 384)  # attention_map_max_side, aspect kept

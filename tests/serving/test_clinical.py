@@ -7,9 +7,9 @@ import datetime as dt
 import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
+from tests.serving.conftest import Live, jpeg
 
 from dermascan.store.models import AccessLog, Feedback, PredictionRow
-from tests.serving.conftest import Live, jpeg
 
 
 @pytest.fixture(scope="module")
@@ -33,20 +33,31 @@ def test_feedback_round_trip_appends_a_correction(live: Live, ids: list[str]) ->
     first = c.post("/api/v1/feedback", json={"prediction_id": ids[0], "clinician_diagnosis": "melanocytic_nevus"})
     assert first.status_code == 201, first.text
     assert first.json()["supersedes"] is None and first.json()["clinician_diagnosis"] == "melanocytic_nevus"
-    second = c.post("/api/v1/feedback", json={"prediction_id": ids[0], "clinician_diagnosis": "melanocytic_nevus",
-                                              "histopathology": "melanoma", "histopathology_date": "2026-11-20",
-                                              "source": "histopathology-lab"})
+    second = c.post(
+        "/api/v1/feedback",
+        json={
+            "prediction_id": ids[0],
+            "clinician_diagnosis": "melanocytic_nevus",
+            "histopathology": "melanoma",
+            "histopathology_date": "2026-11-20",
+            "source": "histopathology-lab",
+        },
+    )
     assert second.status_code == 201, second.text
     assert second.json()["supersedes"] == first.json()["feedback_id"]
 
     got = c.get(f"/api/v1/predictions/{ids[0]}").json()
     assert [f["feedback_id"] for f in got["feedback"]] == [first.json()["feedback_id"], second.json()["feedback_id"]]
     assert got["feedback"][0] == first.json()  # the first entry is kept as it was
-    assert got["feedback"][1]["histopathology"] == "melanoma" and got["feedback"][1]["histopathology_date"] == "2026-11-20"
+    assert (
+        got["feedback"][1]["histopathology"] == "melanoma" and got["feedback"][1]["histopathology_date"] == "2026-11-20"
+    )
     with Session(live.engine) as s:  # in the store: two rows, class codes, the date
         rows = s.scalars(select(Feedback).where(Feedback.prediction_id == ids[0]).order_by(Feedback.id)).all()
     assert [(r.clinician_label, r.histopathology_label, r.source) for r in rows] == [
-        ("NV", None, "clinician"), ("NV", "MEL", "histopathology-lab")]
+        ("NV", None, "clinician"),
+        ("NV", "MEL", "histopathology-lab"),
+    ]
     assert rows[1].histopathology_date == dt.date(2026, 11, 20)
 
 
@@ -71,8 +82,11 @@ def test_list_filters(live: Live, ids: list[str]) -> None:
 
     assert listed(flagged="true") == set(ids[:2])
     assert listed(flagged="false") == set(ids[2:])
-    for i, body in ((0, {"histopathology": "melanoma"}), (3, {"histopathology": "benign_keratosis"}),
-                    (4, {"clinician_diagnosis": "melanoma"})):  # ids[4]: a clinician label is not histology
+    for i, body in (
+        (0, {"histopathology": "melanoma"}),
+        (3, {"histopathology": "benign_keratosis"}),
+        (4, {"clinician_diagnosis": "melanoma"}),
+    ):  # ids[4]: a clinician label is not histology
         assert c.post("/api/v1/feedback", json={"prediction_id": ids[i], **body}).status_code == 201
     with_histo = {ids[0], ids[3]}
     assert listed(awaiting_histopathology="false") == with_histo
@@ -83,8 +97,10 @@ def test_list_filters(live: Live, ids: list[str]) -> None:
         times = {r.id: r.created_at for r in s.scalars(select(PredictionRow).where(PredictionRow.id.in_(ids)))}
     since, until = times[ids[1]].isoformat(), times[ids[3]].isoformat()  # naive UTC from SQLite: read as UTC
     assert listed(since=since, until=until) == {ids[1], ids[2]}
-    assert listed(since=times[ids[1]].replace(tzinfo=dt.UTC).astimezone(dt.timezone(dt.timedelta(hours=2))).isoformat(),
-                  until=until) == {ids[1], ids[2]}  # the same instant in another zone
+    assert listed(
+        since=times[ids[1]].replace(tzinfo=dt.UTC).astimezone(dt.timezone(dt.timedelta(hours=2))).isoformat(),
+        until=until,
+    ) == {ids[1], ids[2]}  # the same instant in another zone
 
 
 def test_pagination(live: Live, ids: list[str]) -> None:
@@ -116,8 +132,13 @@ def test_access_log_names_clinic_and_key_never_the_patient(live: Live, ids: list
     with Session(live.engine) as s:
         entries = s.scalars(select(AccessLog)).all()
     actions = {(e.clinic_id, e.action) for e in entries}
-    assert {("clinic-a", "analyze"), ("clinic-a", "read"), ("clinic-a", "list"), ("clinic-a", "feedback"),
-            ("clinic-b", "analyze")} <= actions
+    assert {
+        ("clinic-a", "analyze"),
+        ("clinic-a", "read"),
+        ("clinic-a", "list"),
+        ("clinic-a", "feedback"),
+        ("clinic-b", "analyze"),
+    } <= actions
     assert any(e.prediction_id == ids[2] and e.action == "read" for e in entries)
     assert all(e.key_prefix.startswith("dsk_") and len(e.key_prefix) == 12 for e in entries)
     assert not any("P-" in repr(e.detail) for e in entries)

@@ -18,7 +18,6 @@ from schemathesis.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-
 from tests.serving.conftest import Live, start_service
 
 FUZZ_EXAMPLES = int(os.environ.get("DERMASCAN_FUZZ_EXAMPLES", "25"))
@@ -44,7 +43,7 @@ def fuzz_live(tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> It
     statuses: dict[int, int] = {}
     for *_, status in CASES:
         statuses[status] = statuses.get(status, 0) + 1
-    print(f"\nschemathesis: {len(CASES)} cases, statuses {dict(sorted(statuses.items()))}")  # noqa: T201
+    print(f"\nschemathesis: {len(CASES)} cases, statuses {dict(sorted(statuses.items()))}")
 
 
 @pytest.fixture(scope="module")
@@ -53,21 +52,39 @@ def api_schema(fuzz_live: Live):  # type: ignore[no-untyped-def]
 
 
 NO_INPUT = {"/healthz", "/readyz", "/metrics"}  # nothing to make invalid: only positive cases
-RUNS = [(m, p, t, mode) for m, p, t in OPERATIONS for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
-        if not (p in NO_INPUT and mode is GenerationMode.NEGATIVE)]
+RUNS = [
+    (m, p, t, mode)
+    for m, p, t in OPERATIONS
+    for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
+    if not (p in NO_INPUT and mode is GenerationMode.NEGATIVE)
+]
 
 
-@pytest.mark.parametrize(("method", "path", "media_type", "mode"), RUNS,
-                         ids=[f"{m} {p} {t or ''} {mode.value}".replace("  ", " ") for m, p, t, mode in RUNS])
-def test_api_never_5xx_and_matches_schema(api_schema, fuzz_live: Live, method: str, path: str,  # type: ignore[no-untyped-def]
-                                          media_type: str | None, mode: GenerationMode) -> None:
+@pytest.mark.parametrize(
+    ("method", "path", "media_type", "mode"),
+    RUNS,
+    ids=[f"{m} {p} {t or ''} {mode.value}".replace("  ", " ") for m, p, t, mode in RUNS],
+)
+def test_api_never_5xx_and_matches_schema(
+    api_schema,
+    fuzz_live: Live,
+    method: str,
+    path: str,  # type: ignore[no-untyped-def]
+    media_type: str | None,
+    mode: GenerationMode,
+) -> None:
     operation = api_schema[path][method]
     auth = {"Authorization": f"Bearer {fuzz_live.keys['clinic-a']}"}
     strategy = operation.as_strategy(generation_mode=mode, media_type=media_type)
 
     @given(case=strategy)
-    @settings(max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True,
-              database=None)
+    @settings(
+        max_examples=FUZZ_EXAMPLES,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+        derandomize=True,
+        database=None,
+    )
     def run(case) -> None:  # type: ignore[no-untyped-def]
         if mode is GenerationMode.POSITIVE and isinstance(case.body, dict) and "clinic_id" in case.body:
             case.body["clinic_id"] = "clinic-a"  # past the clinic check, so the image checks get fuzzed too

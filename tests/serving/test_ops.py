@@ -6,15 +6,17 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
-
 from tests.serving.conftest import Live, b64, jpeg
 
 
 def _samples(live: Live) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     r = httpx.get(live.url + "/metrics")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for fam in text_string_to_metric_families(r.text) for s in fam.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for fam in text_string_to_metric_families(r.text)
+        for s in fam.samples
+    }
 
 
 def test_health_and_ready(live: Live) -> None:
@@ -25,15 +27,18 @@ def test_health_and_ready(live: Live) -> None:
 
 def test_concurrent_clients_and_metrics(live: Live) -> None:
     def one(i: int) -> httpx.Response:
-        return live.client().post("/api/v1/analyze", json={"image": b64(jpeg(seed=i)), "clinic_id": "clinic-a",
-                                                           "patient_id": f"P-{i}"})
+        return live.client().post(
+            "/api/v1/analyze", json={"image": b64(jpeg(seed=i)), "clinic_id": "clinic-a", "patient_id": f"P-{i}"}
+        )
 
     with ThreadPoolExecutor(6) as pool:
         responses = list(pool.map(one, range(12)))
     assert [r.status_code for r in responses] == [200] * 12
     assert len({r.json()["prediction_id"] for r in responses}) == 12
-    live.client().post("/api/v1/analyze/batch", json={"clinic_id": "clinic-a", "patient_id": "P",
-                                                      "images": [{"image": b64(jpeg(seed=i))} for i in range(3)]})
+    live.client().post(
+        "/api/v1/analyze/batch",
+        json={"clinic_id": "clinic-a", "patient_id": "P", "images": [{"image": b64(jpeg(seed=i))} for i in range(3)]},
+    )
     live.client().post("/api/v1/analyze", json={"image": "!", "clinic_id": "clinic-a", "patient_id": "P"})
     httpx.get(live.url + "/api/v1/predictions/some-id")  # no key: 401, labelled by the route template
 
@@ -57,9 +62,16 @@ def test_concurrent_clients_and_metrics(live: Live) -> None:
 def test_openapi_documents_every_route_with_an_example(live: Live) -> None:
     spec = httpx.get(live.url + "/openapi.json").json()
     routes = {(p, m) for p, ops in spec["paths"].items() for m in ops}
-    assert routes == {("/api/v1/analyze", "post"), ("/api/v1/analyze/batch", "post"), ("/api/v1/feedback", "post"),
-                      ("/api/v1/predictions", "get"), ("/api/v1/predictions/{prediction_id}", "get"),
-                      ("/healthz", "get"), ("/readyz", "get"), ("/metrics", "get")}
+    assert routes == {
+        ("/api/v1/analyze", "post"),
+        ("/api/v1/analyze/batch", "post"),
+        ("/api/v1/feedback", "post"),
+        ("/api/v1/predictions", "get"),
+        ("/api/v1/predictions/{prediction_id}", "get"),
+        ("/healthz", "get"),
+        ("/readyz", "get"),
+        ("/metrics", "get"),
+    }
     schemas = spec["components"]["schemas"]
 
     def has_example(content: dict) -> bool:
@@ -77,4 +89,6 @@ def test_openapi_documents_every_route_with_an_example(live: Live) -> None:
             if "requestBody" in op:
                 assert has_example(op["requestBody"]["content"]), (path, method)
     assert set(spec["paths"]["/api/v1/analyze"]["post"]["requestBody"]["content"]) == {
-        "application/json", "multipart/form-data"}
+        "application/json",
+        "multipart/form-data",
+    }

@@ -17,8 +17,17 @@ from dermascan.store.identity import PatientKeyError
 
 def test_flags_beat_environment_beat_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = tmp_path / "serve.yaml"
-    cfg.write_text(yaml.safe_dump({"bundle": "b", "port": 9001, "max_batch": 4, "host": "0.0.0.0",
-                                   "recommendations": {"low": "L", "moderate": "M", "high": "H", "uncalibrated": "U"}}))
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "bundle": "b",
+                "port": 9001,
+                "max_batch": 4,
+                "host": "0.0.0.0",
+                "recommendations": {"low": "L", "moderate": "M", "high": "H", "uncalibrated": "U"},
+            }
+        )
+    )
     monkeypatch.setenv("DERMASCAN_MAX_BATCH", "7")
     monkeypatch.setenv("DERMASCAN_HOST", "127.0.0.2")
     s = ServeSettings.load(cfg, host="127.0.0.3", port=None)

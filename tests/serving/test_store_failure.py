@@ -12,12 +12,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
-
-from dermascan.store.models import Feedback, PredictionRow
 from tests.serving.conftest import Live, b64, jpeg, start_service
 
-FAIL_TRIGGER = ("CREATE TRIGGER fail_access_log BEFORE INSERT ON access_log "
-                "BEGIN SELECT RAISE(ABORT, 'disk full (test trigger)'); END")
+from dermascan.store.models import Feedback, PredictionRow
+
+FAIL_TRIGGER = (
+    "CREATE TRIGGER fail_access_log BEFORE INSERT ON access_log "
+    "BEGIN SELECT RAISE(ABORT, 'disk full (test trigger)'); END"
+)
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +52,10 @@ def test_failed_write_answers_503_and_stores_nothing(live: Live, kept: Path, fai
     r = live.analyze()
     assert r.status_code == 503, r.text
     assert r.json()["error"]["code"] == "store_unavailable" and "nothing was recorded" in r.json()["error"]["message"]
-    batch = live.client().post("/api/v1/analyze/batch", json={
-        "clinic_id": "clinic-a", "patient_id": "P", "images": [{"image": b64(jpeg(seed=i))} for i in range(3)]})
+    batch = live.client().post(
+        "/api/v1/analyze/batch",
+        json={"clinic_id": "clinic-a", "patient_id": "P", "images": [{"image": b64(jpeg(seed=i))} for i in range(3)]},
+    )
     assert batch.status_code == 503
     assert _count(live, PredictionRow) == before
     assert not [p for p in kept.rglob("*") if p.is_file()]  # kept images were removed again

@@ -21,10 +21,28 @@ from dermascan.taxonomy import CLASSES
 def _row(clinic: str, flag: bool = False, at: dt.datetime | None = None) -> PredictionRow:
     probs = dict.fromkeys(CLASSES, 1 / 7)
     return PredictionRow(
-        id=str(uuid.uuid4()), clinic_id=clinic, patient_hash="0" * 64, model_version="v1", bundle_digest="d" * 64,
-        role="primary", **{prob_column(c): p for c, p in probs.items()}, primary_class="NV", melanoma_risk=1 / 7,
-        melanoma_flag=flag, risk_band="low", threshold=0.2, latency_ms=12.5, width=64, height=48, brightness=0.5,
-        contrast=0.1, mean_r=0.6, mean_g=0.4, mean_b=0.3, **({"created_at": at} if at else {}))
+        id=str(uuid.uuid4()),
+        clinic_id=clinic,
+        patient_hash="0" * 64,
+        model_version="v1",
+        bundle_digest="d" * 64,
+        role="primary",
+        **{prob_column(c): p for c, p in probs.items()},
+        primary_class="NV",
+        melanoma_risk=1 / 7,
+        melanoma_flag=flag,
+        risk_band="low",
+        threshold=0.2,
+        latency_ms=12.5,
+        width=64,
+        height=48,
+        brightness=0.5,
+        contrast=0.1,
+        mean_r=0.6,
+        mean_g=0.4,
+        mean_b=0.3,
+        **({"created_at": at} if at else {}),
+    )
 
 
 def test_clinic_keys_hash_only_and_revoke(engine: Engine) -> None:
@@ -59,6 +77,7 @@ def test_predictions_list_filters_pages_and_isolation(engine: Engine) -> None:
         feedback.append(s, rows[2].id, "MEL", None, None, "clinician")
     ids = [r.id for r in rows]
     with sessions() as s:
+
         def listed(**kw: object) -> list[str]:
             page, total = predictions.list_for_clinic(s, "a", PredictionFilter(**kw), 100, 0)
             assert total == len(page)
@@ -89,7 +108,10 @@ def test_feedback_appends_and_supersedes(engine: Engine) -> None:
     assert [f.id for f in hist] == [first.id, second.id]
     assert (hist[0].clinician_label, hist[0].histopathology_label, hist[0].supersedes) == ("NV", None, None)
     assert (hist[1].histopathology_label, hist[1].histopathology_date, hist[1].supersedes) == (
-        "MEL", dt.date(2026, 11, 20), first.id)
+        "MEL",
+        dt.date(2026, 11, 20),
+        first.id,
+    )
 
 
 def test_failed_write_rolls_back_the_whole_transaction(engine: Engine) -> None:
@@ -102,9 +124,14 @@ def test_failed_write_rolls_back_the_whole_transaction(engine: Engine) -> None:
         if engine.dialect.name == "sqlite":
             conn.execute(text("CREATE TRIGGER no_log BEFORE INSERT ON access_log BEGIN SELECT RAISE(ABORT, 'no'); END"))
         else:
-            conn.execute(text("CREATE FUNCTION no_log() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'no'; END $$ "
-                              "LANGUAGE plpgsql"))
-            conn.execute(text("CREATE TRIGGER no_log BEFORE INSERT ON access_log FOR EACH ROW EXECUTE FUNCTION no_log()"))
+            conn.execute(
+                text(
+                    "CREATE FUNCTION no_log() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'no'; END $$ LANGUAGE plpgsql"
+                )
+            )
+            conn.execute(
+                text("CREATE TRIGGER no_log BEFORE INSERT ON access_log FOR EACH ROW EXECUTE FUNCTION no_log()")
+            )
     with pytest.raises(SQLAlchemyError), db.transaction(sessions) as s:
         predictions.add(s, _row("a"))
         access.record(s, caller, "analyze")

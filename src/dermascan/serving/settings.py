@@ -43,6 +43,7 @@ class ServeSettings(BaseSettings):
     runtime: str = Field("auto", description="Predictor runtime: auto, onnxruntime, openvino, torch, ...")
     threads: int | None = Field(None, ge=1, description="Intra-op threads of the runtime (None: its default).")
     heatmap: bool = Field(True, description="Return the attention map (base64 PNG overlay) with each answer.")
+    attention_map_max_side: int = Field(512, ge=0, description="Longest side of the returned overlay (0: as sent).")
     heatmap_alpha: float = Field(0.45, ge=0, le=1, description="Opacity of the heat-map colour layer.")
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="Largest request body, bytes.")
     max_pixels: int = Field(40_000_000, ge=1, description="Largest decoded image, width x height.")
