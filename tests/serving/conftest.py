@@ -77,9 +77,10 @@ def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @contextlib.contextmanager
-def start_service(folder: Path, bundle: Path, **overrides: Any) -> Iterator[Live]:
-    """Store with clinics ``clinic-a`` and ``clinic-b`` (one key each) and a revoked key, then the server."""
-    db_url = f"sqlite:///{folder / 'store.db'}"
+def start_service(folder: Path, bundle: Path, db_url: str | None = None, **overrides: Any) -> Iterator[Live]:
+    """Store (SQLite in ``folder`` unless ``db_url``) with clinics ``clinic-a`` and ``clinic-b`` (one key each) and
+    a revoked key, then the server."""
+    db_url = db_url or f"sqlite:///{folder / 'store.db'}"
     engine = db.make_engine(db_url)
     db.upgrade(engine)
     keys = {}

@@ -242,7 +242,14 @@ CASES = [
         method="GET",
         path="/api/v1/nothing",
     ),
-    Case("wrong method", lambda: {}, 405, "method_not_allowed", "Method Not Allowed", method="GET"),
+    Case(
+        "wrong method",
+        lambda: {},
+        405,
+        "method_not_allowed",
+        "GET is not allowed on /api/v1/analyze; use POST",
+        method="GET",
+    ),
 ]
 
 

@@ -1,46 +1,20 @@
-"""Every store test runs on SQLite (a temp file) and on a real PostgreSQL server, never a mock.
-
-PostgreSQL: the server of ``DERMASCAN_TEST_POSTGRES_URL`` (default: the local PostgreSQL 15 that development and
-CI machines run, ``postgresql+psycopg://postgres@127.0.0.1:5432/test``). Each test gets its own database,
-created from that connection and dropped afterwards, so nothing is left behind.
-"""
+"""Every store test runs on SQLite (a temp file) and on a real PostgreSQL server (see ``tests/_postgres.py``)."""
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import Engine
+from tests._postgres import admin_engine, postgres_database
 
 from dermascan.store import db
 
-DEFAULT_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-
-
-def postgres_admin_url() -> str:
-    return db.normalize_url(os.environ.get("DERMASCAN_TEST_POSTGRES_URL", DEFAULT_POSTGRES))
-
 
 @pytest.fixture(scope="session")
-def _postgres_admin() -> Iterator[Engine]:
-    url = postgres_admin_url()
-    engine = create_engine(url, isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as conn:
-            conn.execute(text("select 1"))
-    except OperationalError as e:
-        pytest.fail(
-            f"no PostgreSQL answers at {make_url(url).render_as_string(hide_password=True)} "
-            f"({str(e).splitlines()[0]}). The store tests need a real server: start the local PostgreSQL 15 "
-            "(`pg_ctlcluster 15 main start`, trust auth, database `test`) or point DERMASCAN_TEST_POSTGRES_URL at "
-            "one (postgresql+psycopg://user@host:port/db; the user must be allowed to CREATE DATABASE)",
-            pytrace=False,
-        )
+def postgres_admin() -> Iterator[Engine]:
+    engine = admin_engine()
     yield engine
     engine.dispose()
 
@@ -51,15 +25,8 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'store.db'}"
         return
-    admin: Engine = request.getfixturevalue("_postgres_admin")
-    name = f"dermascan_test_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(postgres_admin_url()).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with postgres_database(request.getfixturevalue("postgres_admin")) as url:
+        yield url
 
 
 @pytest.fixture

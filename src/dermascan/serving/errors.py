@@ -68,6 +68,8 @@ def validation_message(errors: list[dict[str, Any]]) -> tuple[str, str]:
         where = _location(tuple(e.get("loc", ())))
         if e.get("type") == "missing":
             parts.append(f"{where}: required field missing")
+        elif e.get("type") == "value_error":  # our own validators: the message says it all
+            parts.append(f"{where}: {str(e.get('msg', 'invalid')).removeprefix('Value error, ')}")
         else:
             got = type(e["input"]).__name__ if "input" in e else "?"
             parts.append(f"{where}: {e.get('msg', 'invalid')} (got {got})")
@@ -91,6 +93,9 @@ async def handle(request: Request, exc: Exception) -> JSONResponse:
         detail = exc.detail if isinstance(exc.detail, str) else "request refused"
         if exc.status_code == 404:
             detail = f"no route {request.method} {request.url.path}; see /docs for the API"
+        elif exc.status_code == 405:
+            allowed = (exc.headers or {}).get("Allow", "another method")
+            detail = f"{request.method} is not allowed on {request.url.path}; use {allowed}"
         return _response(exc.status_code, code, detail)
     log.error("unexpected %s on %s %s", type(exc).__name__, request.method, request.url.path, exc_info=exc)
     return _response(500, "internal_error", "internal error; the request was not processed (see the server log)")
