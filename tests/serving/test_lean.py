@@ -35,11 +35,12 @@ def test_serving_an_onnx_bundle_does_not_import_torch(tiny_bundle: Path) -> None
     import json
 
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-    proc = subprocess.run([sys.executable, "-c", CODE, str(tiny_bundle)], capture_output=True, text=True,
-                          timeout=300, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-c", CODE, str(tiny_bundle)], capture_output=True, text=True, timeout=300, env=env
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["primary"] and out["torch"] is False
     # scipy: still imported through the Predictor's decision path (evaluation); the lead is moving that to
     # dermascan.decision. Printed, not asserted, until then.
-    print(f"serving process imports scipy: {out['scipy']}")  # noqa: T201
+    print(f"serving process imports scipy: {out['scipy']}")
