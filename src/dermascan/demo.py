@@ -180,6 +180,7 @@ def _deployment(out: Path, winner: str, eval_dir: Path, steps: _Steps) -> dict[s
         return results
 
     predictions = steps.run("predict through the bundle", predict)
+    service = steps.run("HTTP service: the brief's request", lambda: _service_call(out, bundle, sample["path"].iloc[0]))
     report = steps.run("latency benchmark", lambda: run_benchmark(
         bundle, runtimes=["onnxruntime", "openvino", "openvino:bf16"], repeats=15, batch_sizes=(8,),
         out_json=out / "bench.json"))
@@ -190,7 +191,41 @@ def _deployment(out: Path, winner: str, eval_dir: Path, steps: _Steps) -> dict[s
         tables.append(format_table(report8))
     _io.write_text(out / "bench.txt", "\n\n".join(tables) + "\n")
     return {"bundle": str(bundle), "int8": str(int8), "parity": parity, "predictions": predictions,
-            "bench_table": "\n\n".join(tables)}
+            "bench_table": "\n\n".join(tables), "service": service}
+
+
+def _service_call(out: Path, bundle: Path, image_path: str) -> dict[str, Any]:
+    """Start `dermascan serve` on the bundle (loopback, a free port, a fresh SQLite store), send the brief's
+    request for one test image, stop it. Returns the request and the answer (base64 fields shortened)."""
+    import base64
+    import urllib.request
+
+    from dermascan.serving.server import BackgroundServer
+    from dermascan.serving.settings import ServeSettings
+    from dermascan.store import clinics, db
+
+    folder = out / "service"
+    (folder / "dermascan.db").unlink(missing_ok=True)
+    settings = ServeSettings(bundle=bundle, data_dir=folder, dev=True)  # dev: a throwaway patient key
+    engine = db.make_engine(settings.database_url())
+    db.upgrade(engine)
+    with db.transaction(db.session_factory(engine)) as session:
+        clinic, key = clinics.add_clinic(session, "Demo Clinic")
+    engine.dispose()
+    request = {"image": base64.b64encode(Path(image_path).read_bytes()).decode(), "clinic_id": clinic.id,
+               "patient_id": "demo-patient-1"}
+    with BackgroundServer(settings) as server:
+        req = urllib.request.Request(server.url + "/api/v1/analyze", data=json.dumps(request).encode(), method="POST",
+                                     headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}"})
+        with urllib.request.urlopen(req, timeout=60) as r:
+            answer = json.load(r)
+    _io.write_json(folder / "response.json", answer)
+
+    def short(d: dict[str, Any], k: str) -> dict[str, Any]:
+        return {**d, k: d[k][:40] + f"... ({len(d[k])} chars)"} if isinstance(d.get(k), str) else d
+
+    return {"url": "POST /api/v1/analyze", "request": short(request, "image"),
+            "response": short(answer, "attention_map"), "attention_map": answer.get("attention_map")}
 
 
 def _pick_winner(evals: dict[str, Path]) -> str:
@@ -309,7 +344,20 @@ def _deployment_html(out: Path, dep: dict[str, Any] | None) -> str:
             + h.table(["bundle", "runtime", "computes in", "images", "max |dp|", "primary agrees", "flag agrees",
                        "heat map p95 |d|", "gate"], parity) + int8_note
             + f'<div class="grid">{overlays}</div>'
-            + "<h3>Latency (batch 1, per stage, this machine)</h3><pre>" + html_escape(dep["bench_table"]) + "</pre>")
+            + "<h3>Latency (batch 1, per stage, this machine)</h3><pre>" + html_escape(dep["bench_table"]) + "</pre>"
+            + _service_html(dep.get("service")))
+
+
+def _service_html(service: dict[str, Any] | None) -> str:
+    if not service:
+        return ""
+    shown = {k: v for k, v in service.items() if k != "attention_map"}
+    img = (f'<img alt="attention map" src="data:image/png;base64,{service["attention_map"]}" style="max-width:240px">'
+           if service.get("attention_map") else "")
+    return ("<h3>The clinical service (brief section 4.2)</h3>"
+            + _html.paragraph("`dermascan serve` was started on this bundle (loopback, fresh SQLite store), sent the "
+                              "brief's request for one test image, and stopped.")
+            + "<pre>" + html_escape(json.dumps(shown, indent=2)) + "</pre>" + img)
 
 
 def html_escape(text: str) -> str:

@@ -9,6 +9,7 @@
 Importing this package does not import torch; only the PyTorch runtimes do, when they are used.
 """
 
+from dermascan.data.io import ImageError, load_image
 from dermascan.data.preprocess import preprocess
 from dermascan.decision import UncalibratedWarning
 from dermascan.inference.bundle import (
@@ -28,6 +29,7 @@ __all__ = [
     "Bundle",
     "BundleError",
     "DecisionPolicy",
+    "ImageError",
     "ImageInput",
     "ModelCard",
     "Prediction",
@@ -40,6 +42,7 @@ __all__ = [
     "choose_runtime",
     "expand_paths",
     "load_bundle",
+    "load_image",
     "prepare_image",
     "preprocess",
     "verify_bundle",

@@ -316,7 +316,7 @@ class Predictor:
                 for result in self._finish(batch, heatmap=out_dir is not None):
                     if out_dir is not None and isinstance(result, Prediction):
                         result.heatmap_path = str(write_overlay(result, out_dir, used))
-                        result.heatmap, result._rgb = None, None  # a folder run must not hold every image
+                        result.release_images()  # a folder run must not hold every image
                     yield result
 
     # ---------------------------------------------------------------------------------------- internals

@@ -60,13 +60,32 @@ class Prediction:
         """API name of the primary diagnosis (``melanocytic_nevus``)."""
         return API_NAMES[self.primary]
 
-    def overlay(self, alpha: float = 0.45) -> Image.Image:
-        """The heat map blended over the image (only inside the crop the model saw)."""
+    def overlay(self, alpha: float = 0.45, max_side: int = 0) -> Image.Image:
+        """The heat map blended over the image (only inside the crop the model saw).
+
+        Args:
+            alpha: opacity of the colour layer.
+            max_side: downscale so the longer side is at most this many pixels (0: the image's size). The
+                image and the map are downscaled *before* blending: blending a 12-megapixel capture at full
+                size and shrinking it afterwards costs seconds.
+        """
         from dermascan.explain.render import overlay
 
         if self.heatmap is None or self._rgb is None:
             raise ValueError(f"{self.image}: no heat map; predict with heatmap=True")
-        return overlay(self._rgb, self.heatmap, alpha=alpha, box=self.heatmap_box)
+        rgb, heat, box = self._rgb, self.heatmap, self.heatmap_box
+        w, h = rgb.size
+        if max_side and max(w, h) > max_side:
+            scale = max_side / max(w, h)
+            size = (max(1, round(w * scale)), max(1, round(h * scale)))
+            rgb = rgb.resize(size, Image.Resampling.BILINEAR)
+            heat = np.asarray(Image.fromarray(heat).resize(size, Image.Resampling.BILINEAR))  # (h', w')
+            box = None if box is None else tuple(round(v * scale) for v in box)
+        return overlay(rgb, heat, alpha=alpha, box=box)
+
+    def release_images(self) -> None:
+        """Drop the decoded image and the heat map (the overlay can no longer be drawn): keeps memory flat."""
+        self.heatmap, self._rgb = None, None
 
     def to_dict(self, heatmap_png: bool = False) -> dict[str, Any]:
         """JSON-ready dict (one line of ``dermascan predict``).

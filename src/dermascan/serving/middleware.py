@@ -1,0 +1,87 @@
+"""One pure-ASGI middleware: stamps the arrival time, enforces the body-size limit, records request latency.
+
+The body limit is checked on ``Content-Length`` first (refused before a byte is read) and again while the body
+streams in (a chunked upload without a length). Latency is labelled by the route *template*
+(``/api/v1/predictions/{prediction_id}``), never the raw path, so ids do not become metric labels.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from dermascan.serving.errors import ServiceError
+from dermascan.serving.metrics import ServiceMetrics
+
+
+def _too_large(limit: int) -> ServiceError:
+    return ServiceError(
+        413,
+        "payload_too_large",
+        f"the request body is larger than {limit:,} bytes; send a smaller image (or raise max_body_bytes)",
+    )
+
+
+class RequestMiddleware:
+    def __init__(self, app: ASGIApp, metrics: ServiceMetrics, max_body_bytes: int) -> None:
+        self.app, self.metrics, self.limit = app, metrics, max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        t0 = time.perf_counter()
+        scope.setdefault("state", {})["t0"] = t0
+        status = {"code": 500}
+
+        async def send_and_note(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            length = int(dict(scope["headers"]).get(b"content-length", b"0") or 0)
+        except ValueError:
+            length = 0
+        if length > self.limit:
+            await _send_error(send_and_note, _too_large(self.limit))
+        else:
+            received = 0
+
+            async def limited_receive() -> Message:
+                nonlocal received
+                message = await receive()
+                if message["type"] == "http.request":
+                    received += len(message.get("body", b""))
+                    if received > self.limit:
+                        raise _too_large(self.limit)
+                return message
+
+            await self.app(scope, limited_receive, send_and_note)
+        route = scope.get("route")
+        label = getattr(route, "path", None) or "unmatched"
+        self.metrics.request_latency.labels(label, scope["method"], str(status["code"])).observe(
+            time.perf_counter() - t0
+        )
+
+
+async def _send_error(send: Any, error: ServiceError) -> None:
+    body = json.dumps(error.body()).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": error.status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+__all__ = ["RequestMiddleware"]

@@ -1,0 +1,1 @@
+"""Thin routers: parse with a schema, call one function, return a schema."""

@@ -1,0 +1,43 @@
+"""Operations: GET /healthz (process up), /readyz (model loaded and warmed), /metrics (Prometheus text)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from dermascan.serving.errors import ServiceError
+from dermascan.serving.routes.analyze import _errors
+from dermascan.serving.schemas import Health, Ready
+from dermascan.serving.state import State
+
+router = APIRouter(tags=["operations"])
+
+_METRICS_EXAMPLE = (
+    "# HELP dermascan_inference_duration_seconds Model time per inference call (one batch).\n"
+    "# TYPE dermascan_inference_duration_seconds histogram\n"
+    'dermascan_inference_duration_seconds_bucket{le="0.005"} 12.0\n'
+)
+
+
+@router.get("/healthz", response_model=Health, summary="The process is up")
+async def healthz() -> Health:
+    return Health(status="ok")
+
+
+@router.get("/readyz", response_model=Ready, responses=_errors(503), summary="The model is loaded and warmed")
+async def readyz(state: State) -> Ready:
+    engine = state.engine
+    if engine is None or not engine.ready:
+        raise ServiceError(503, "not_ready", "the model is still loading; retry in a few seconds")
+    return Ready(status="ready", model_version=engine.predictor.model_version, runtime=engine.predictor.runtime)
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    summary="Prometheus metrics of this process",
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}, "example": _METRICS_EXAMPLE}}}},
+)
+async def metrics(state: State) -> Response:
+    return Response(state.metrics.render(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,95 @@
+"""What the app holds while it runs, built once by the lifespan: the engine, the store, the patient hasher."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from dermascan.serving.engine import InferenceEngine
+from dermascan.serving.images import Limits
+from dermascan.serving.metrics import ServiceMetrics
+from dermascan.serving.settings import ServeSettings
+from dermascan.store.identity import PatientHasher
+from dermascan.store.images import ImageKeeper
+
+log = logging.getLogger("dermascan.serving")
+
+
+@dataclass
+class ServiceState:
+    """The running service.
+
+    Attributes:
+        settings: the resolved settings.
+        metrics: the app's Prometheus metrics.
+        hasher: keyed patient hash.
+        engine: the inference seam (``None`` until the lifespan loaded the model).
+        db: the database engine; ``sessions`` makes its sessions.
+        bundle_digest: sha256 of the bundle's manifest (stored with every prediction).
+        heatmap: whether answers carry an attention map.
+        keeper: image keeping, when switched on.
+    """
+
+    settings: ServeSettings
+    metrics: ServiceMetrics
+    hasher: PatientHasher
+    engine: InferenceEngine | None = None
+    db: Engine | None = None
+    sessions: sessionmaker[Session] | None = None
+    bundle_digest: str = ""
+    heatmap: bool = False
+    keeper: ImageKeeper | None = None
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(max_pixels=self.settings.max_pixels, min_side=self.settings.min_side)
+
+    def start(self) -> None:
+        """Open the store (migrating it if allowed), load the Predictor once and warm it up."""
+        from dermascan.inference import Predictor
+        from dermascan.inference.bundle import bundle_digest
+        from dermascan.store import db
+
+        s = self.settings
+        self.db = db.make_engine(s.database_url())
+        if s.auto_migrate:
+            db.upgrade(self.db)
+        db.check_schema(self.db)
+        self.sessions = db.session_factory(self.db)
+        if s.keep_images:
+            self.keeper = ImageKeeper(s.keep_images)
+        self.bundle_digest = bundle_digest(s.bundle)
+        predictor = Predictor.from_path(s.bundle, runtime=s.runtime, threads=s.threads)
+        self.heatmap = s.heatmap and predictor.heatmap_kind is not None
+        self.engine = InferenceEngine(predictor, self.metrics, threads=s.inference_threads)
+        self.engine.warm_up(self.heatmap)
+        info = predictor.describe()
+        self.metrics.model.info(
+            {
+                "name": str(info["name"]),
+                "version": str(info["version"]),
+                "runtime": str(predictor.runtime),
+                "bundle_digest": self.bundle_digest[:16],
+            }
+        )
+        log.info("serving %s %s on %s", info["name"], info["version"], predictor.runtime)
+
+    def close(self) -> None:
+        if self.engine is not None:
+            self.engine.close()
+        if self.db is not None:
+            self.db.dispose()
+
+
+def get_state(request: Request) -> ServiceState:
+    return request.app.state.service
+
+
+State = Annotated[ServiceState, Depends(get_state)]
+
+__all__ = ["ServiceState", "State", "get_state"]

@@ -1,0 +1,47 @@
+"""Feedback: clinician and histopathology labels, appended (a correction never overwrites)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from dermascan.store.models import Feedback
+
+
+def append(
+    session: Session,
+    prediction_id: str,
+    clinician_label: str | None,
+    histopathology_label: str | None,
+    histopathology_date: dt.date | None,
+    source: str,
+) -> Feedback:
+    """Add a feedback row; it ``supersedes`` the prediction's latest one, which stays as it was."""
+    previous = latest(session, prediction_id)
+    row = Feedback(
+        prediction_id=prediction_id,
+        clinician_label=clinician_label,
+        histopathology_label=histopathology_label,
+        histopathology_date=histopathology_date,
+        source=source,
+        supersedes=None if previous is None else previous.id,
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def history(session: Session, prediction_id: str) -> list[Feedback]:
+    """All feedback of a prediction, oldest first."""
+    return list(session.scalars(select(Feedback).where(Feedback.prediction_id == prediction_id).order_by(Feedback.id)))
+
+
+def latest(session: Session, prediction_id: str) -> Feedback | None:
+    return session.scalars(
+        select(Feedback).where(Feedback.prediction_id == prediction_id).order_by(Feedback.id.desc()).limit(1)
+    ).first()
+
+
+__all__ = ["append", "history", "latest"]

@@ -1,0 +1,132 @@
+"""The store's tables as SQLAlchemy 2 typed models. Alembic owns the schema (``store/migrations``); these
+classes describe it for queries and must stay in step with the latest migration (a test compares them).
+
+No clear patient identifier and no image bytes are ever stored: ``predictions.patient_hash`` is an
+HMAC-SHA256 (:mod:`dermascan.store.identity`), and kept images live outside the database, by reference.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import JSON, Boolean, Date, DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from dermascan.taxonomy import CLASSES
+
+
+def utcnow() -> dt.datetime:
+    """Timezone-aware UTC now: every timestamp in the store is UTC."""
+    return dt.datetime.now(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of the store's tables."""
+
+    type_annotation_map = {dt.datetime: DateTime(timezone=True)}  # noqa: RUF012 (SQLAlchemy reads it)
+
+
+class Clinic(Base):
+    """A clinic that calls the service; its ``id`` is the ``clinic_id`` of the API."""
+
+    __tablename__ = "clinics"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class ApiKey(Base):
+    """One API key of a clinic. Only the key's SHA-256 is kept (keys are random, 256 bits: no salt needed);
+    ``prefix`` is the key's first characters, shown in listings and logs to tell keys apart."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    clinic_id: Mapped[str] = mapped_column(ForeignKey("clinics.id"), index=True)
+    prefix: Mapped[str] = mapped_column(String(16), index=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+
+
+class PredictionRow(Base):
+    """One answered image: the decision, the model that made it and the features drift detection reads."""
+
+    __tablename__ = "predictions"
+    __table_args__ = (Index("ix_predictions_clinic_created", "clinic_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    clinic_id: Mapped[str] = mapped_column(ForeignKey("clinics.id"))
+    patient_hash: Mapped[str] = mapped_column(String(64), index=True)
+    lesion_id: Mapped[str | None] = mapped_column(String(128), default=None)
+    body_site: Mapped[str | None] = mapped_column(String(64), default=None)
+    model_version: Mapped[str] = mapped_column(String(128))
+    bundle_digest: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(16), default="primary")  # primary / shadow / canary
+    # All seven probabilities, one column each (ISIC 2018 order), so monitoring queries read them directly.
+    p_mel: Mapped[float] = mapped_column(Float)
+    p_nv: Mapped[float] = mapped_column(Float)
+    p_bcc: Mapped[float] = mapped_column(Float)
+    p_akiec: Mapped[float] = mapped_column(Float)
+    p_bkl: Mapped[float] = mapped_column(Float)
+    p_df: Mapped[float] = mapped_column(Float)
+    p_vasc: Mapped[float] = mapped_column(Float)
+    primary_class: Mapped[str] = mapped_column(String(8))
+    melanoma_risk: Mapped[float] = mapped_column(Float)
+    melanoma_flag: Mapped[bool] = mapped_column(Boolean)
+    risk_band: Mapped[str | None] = mapped_column(String(16), default=None)
+    threshold: Mapped[float | None] = mapped_column(Float, default=None)
+    latency_ms: Mapped[float] = mapped_column(Float)
+    # Image statistics for drift detection (no pixels): size, luma mean/std, channel means, all in [0, 1].
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    brightness: Mapped[float] = mapped_column(Float)
+    contrast: Mapped[float] = mapped_column(Float)
+    mean_r: Mapped[float] = mapped_column(Float)
+    mean_g: Mapped[float] = mapped_column(Float)
+    mean_b: Mapped[float] = mapped_column(Float)
+    image_uri: Mapped[str | None] = mapped_column(Text, default=None)  # only when image keeping is on
+
+    def probabilities(self) -> dict[str, float]:
+        """Class code -> probability, ISIC 2018 order."""
+        return {c: getattr(self, prob_column(c)) for c in CLASSES}
+
+
+class Feedback(Base):
+    """A clinician diagnosis and/or histopathology result for a prediction. Rows are only ever appended: a
+    correction is a new row (``supersedes`` the previous one), so the history stays readable."""
+
+    __tablename__ = "feedback"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    prediction_id: Mapped[str] = mapped_column(ForeignKey("predictions.id"), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    clinician_label: Mapped[str | None] = mapped_column(String(8), default=None)
+    histopathology_label: Mapped[str | None] = mapped_column(String(8), default=None)
+    histopathology_date: Mapped[dt.date | None] = mapped_column(Date, default=None)
+    source: Mapped[str] = mapped_column(String(64), default="clinician")
+    supersedes: Mapped[int | None] = mapped_column(ForeignKey("feedback.id"), default=None)
+
+
+class AccessLog(Base):
+    """Who read or wrote what: one row per authenticated call on clinical data (no identifiers, no images)."""
+
+    __tablename__ = "access_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    clinic_id: Mapped[str] = mapped_column(String(64), index=True)
+    key_prefix: Mapped[str] = mapped_column(String(16))
+    action: Mapped[str] = mapped_column(String(32))  # analyze / read / list / feedback
+    prediction_id: Mapped[str | None] = mapped_column(String(36), default=None)
+    detail: Mapped[dict | None] = mapped_column(JSON, default=None)
+
+
+def prob_column(code: str) -> str:
+    """Name of the probability column of a class code (``MEL`` -> ``p_mel``)."""
+    return f"p_{code.lower()}"
+
+
+__all__ = ["AccessLog", "ApiKey", "Base", "Clinic", "Feedback", "PredictionRow", "prob_column", "utcnow"]

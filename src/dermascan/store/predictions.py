@@ -1,0 +1,75 @@
+"""Predictions: one row per answered image, written in the transaction that answers."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlalchemy import exists, func, select
+from sqlalchemy.orm import Session
+
+from dermascan.store.models import Feedback, PredictionRow
+
+
+@dataclass(frozen=True)
+class PredictionFilter:
+    """What ``GET /api/v1/predictions`` may narrow a clinic's list to.
+
+    Attributes:
+        flagged: only flagged (``True``) or only unflagged (``False``) predictions; ``None``: both.
+        awaiting_histopathology: only those without (``True``) or with (``False``) a histopathology result.
+        since: created at or after (UTC).
+        until: created before (UTC).
+    """
+
+    flagged: bool | None = None
+    awaiting_histopathology: bool | None = None
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+
+
+def add(session: Session, row: PredictionRow) -> PredictionRow:
+    """Insert a prediction (flushed, so a failing write raises here, inside the caller's transaction)."""
+    session.add(row)
+    session.flush()
+    return row
+
+
+def get(session: Session, clinic_id: str, prediction_id: str) -> PredictionRow | None:
+    """A clinic's own prediction; another clinic's is ``None``, exactly like a missing one."""
+    row = session.get(PredictionRow, prediction_id)
+    return row if row is not None and row.clinic_id == clinic_id else None
+
+
+def list_for_clinic(
+    session: Session, clinic_id: str, where: PredictionFilter, limit: int, offset: int
+) -> tuple[list[PredictionRow], int]:
+    """A clinic's predictions, newest first, one page.
+
+    Returns:
+        (rows of the page, total matching rows).
+    """
+    query = select(PredictionRow).where(PredictionRow.clinic_id == clinic_id)
+    if where.flagged is not None:
+        query = query.where(PredictionRow.melanoma_flag.is_(where.flagged))
+    if where.awaiting_histopathology is not None:
+        has_histo = exists().where(
+            Feedback.prediction_id == PredictionRow.id, Feedback.histopathology_label.is_not(None)
+        )
+        query = query.where(~has_histo if where.awaiting_histopathology else has_histo)
+    if where.since is not None:
+        query = query.where(PredictionRow.created_at >= where.since)
+    if where.until is not None:
+        query = query.where(PredictionRow.created_at < where.until)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    page = session.scalars(
+        query.order_by(PredictionRow.created_at.desc(), PredictionRow.id.desc()).limit(limit).offset(offset)
+    ).all()
+    return list(page), total
+
+
+def count(session: Session) -> int:
+    return session.scalar(select(func.count()).select_from(PredictionRow)) or 0
+
+
+__all__ = ["PredictionFilter", "add", "count", "get", "list_for_clinic"]
