@@ -72,6 +72,7 @@ from PIL import Image
 from scipy import ndimage
 
 from dermascan import _html, _io
+from dermascan.data.schema import NUISANCE_FLAGS  # the binary nuisance columns audited as present vs absent
 from dermascan.evaluation.metrics import (
     BinaryCounts,
     Estimate,
@@ -100,8 +101,6 @@ __all__ = [
 #: Diameter cuts in mm: small < 6 (the ABCD rule's "D"), medium 6-10, large > 10.
 SIZE_BINS_MM: tuple[float, float] = (6.0, 10.0)
 SIZE_GROUPS: tuple[str, ...] = ("small", "medium", "large")
-#: Binary nuisance columns (0/1) audited as present vs absent.
-NUISANCE_FLAGS: tuple[str, ...] = ("hair", "ruler", "ink", "bubbles", "vignette", "blur")
 NUISANCE_NAMES: dict[str, str] = {
     "hair": "hair", "ruler": "ruler marks", "ink": "ink marks", "bubbles": "gel bubbles",
     "vignette": "dark corners (vignette)", "blur": "blur",
