@@ -68,8 +68,16 @@ def test_resumed_run_ends_where_an_uninterrupted_run_would(tiny_isic: Path, tmp_
     from dermascan.training.train import train
 
     def config(out: str):
-        return resolve_config("cpu-demo", data=str(tiny_isic), out=out, epochs=3, image_size=32, batch_size=16,
-                              seed=1, precision="32-true")
+        return resolve_config(
+            "cpu-demo",
+            data=str(tiny_isic),
+            out=out,
+            epochs=3,
+            image_size=32,
+            batch_size=16,
+            seed=1,
+            precision="32-true",
+        )
 
     train(config(str(tmp_path / "a")), progress=False)
     with pytest.raises(_InterruptError):  # dies after epoch 0, like a killed job
@@ -92,8 +100,9 @@ def test_existing_run_needs_resume_and_resume_needs_a_run(tiny_isic: Path, tmp_p
 def test_imagenet_weights_offline_fail_fast_with_the_fix(tiny_isic: Path, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # an empty cache: the download is attempted
     start = time.monotonic()
-    result = runner.invoke(app, ["train", *TINY, "--data", str(tiny_isic), "--out", str(tmp_path / "w"),
-                                 "--weights", "imagenet"])
+    result = runner.invoke(
+        app, ["train", *TINY, "--data", str(tiny_isic), "--out", str(tmp_path / "w"), "--weights", "imagenet"]
+    )
     assert result.exit_code == 2
     assert time.monotonic() - start < 30
     assert "--weights" in result.output and ".pth" in result.output
@@ -127,8 +136,23 @@ def test_non_finite_loss_stops_with_a_message() -> None:
 def test_kill_mid_epoch_then_resume(tiny_isic: Path, tmp_path: Path) -> None:
     """kill -9 in the middle of an epoch: last.ckpt stays loadable and --resume finishes the run."""
     run = tmp_path / "k"
-    cmd = [DERMASCAN, "train", *TINY, "--data", str(tiny_isic), "--out", str(run), "--epochs", "40",
-           "--batch-size", "4", "--image-size", "48", "--patience", "40"]
+    cmd = [
+        DERMASCAN,
+        "train",
+        *TINY,
+        "--data",
+        str(tiny_isic),
+        "--out",
+        str(run),
+        "--epochs",
+        "40",
+        "--batch-size",
+        "4",
+        "--image-size",
+        "48",
+        "--patience",
+        "40",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.monotonic() + 120
@@ -141,8 +165,12 @@ def test_kill_mid_epoch_then_resume(tiny_isic: Path, tmp_path: Path) -> None:
         proc.wait()
     ckpt = torch.load(run / "last.ckpt", map_location="cpu", weights_only=True)
     done = ckpt["epoch"]
-    result = subprocess.run([DERMASCAN, "train", "--out", str(run), "--epochs", str(done + 2), "--resume"],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [DERMASCAN, "train", "--out", str(run), "--epochs", str(done + 2), "--resume"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     rows = json.loads((run / "history.json").read_text())
     assert [r["epoch"] for r in rows] == list(range(done + 2))
@@ -151,8 +179,26 @@ def test_kill_mid_epoch_then_resume(tiny_isic: Path, tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_ddp_two_cpu_processes(tiny_isic: Path, tmp_path: Path) -> None:
     run = tmp_path / "ddp"
-    result = subprocess.run([DERMASCAN, "train", *TINY, "--data", str(tiny_isic), "--out", str(run), "--epochs", "1",
-                             "--devices", "2", "--accelerator", "cpu"], capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            DERMASCAN,
+            "train",
+            *TINY,
+            "--data",
+            str(tiny_isic),
+            "--out",
+            str(run),
+            "--epochs",
+            "1",
+            "--devices",
+            "2",
+            "--accelerator",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "world_size: 2" in result.stderr or "Initializing distributed: GLOBAL_RANK: 1" in result.stderr
     assert len(pd.read_csv(run / "history.csv")) == 1
@@ -164,8 +210,9 @@ def test_official_validation_and_test_folders_are_used_whole(tiny_isic: Path, tm
     val = write_tiny_isic(tmp_path / "val", per_class=3, first_id=1000)
     test = write_tiny_isic(tmp_path / "test", per_class=3, first_id=2000)
     run = tmp_path / "official"
-    _train("--data", str(tiny_isic), "--val-data", str(val), "--test-data", str(test), "--out", str(run),
-           "--epochs", "1")
+    _train(
+        "--data", str(tiny_isic), "--val-data", str(val), "--test-data", str(test), "--out", str(run), "--epochs", "1"
+    )
     splits = pd.read_csv(run / "splits.csv")
     assert set(splits.loc[splits["split"] == "val", "image_id"]) == {f"ISIC_{1000 + i:07d}" for i in range(21)}
     assert set(splits.loc[splits["split"] == "test", "image_id"]) == {f"ISIC_{2000 + i:07d}" for i in range(21)}
@@ -173,3 +220,36 @@ def test_official_validation_and_test_folders_are_used_whole(tiny_isic: Path, tm
     result = runner.invoke(app, ["evaluate", "--run", str(run), "--out", str(tmp_path / "e")])
     assert result.exit_code == 0, result.output
     assert len(pd.read_csv(tmp_path / "e" / "predictions.csv")) == 21
+
+
+def test_a_class_with_one_lesion_is_trained_on_and_the_shortage_is_said(tiny_isic: Path, tmp_path: Path) -> None:
+    """DF with a single lesion used to go to test only, train had no DF image, and the warning was silenced."""
+    from dermascan.data.splits import SplitWarning
+    from dermascan.training.config import resolve_config
+    from dermascan.training.train import train
+
+    meta = pd.read_csv(tiny_isic / "HAM10000_metadata.csv")
+    df_lesions = meta.loc[meta["dx"] == "df", "lesion_id"]
+    dropped = meta.loc[(meta["dx"] == "df") & (meta["lesion_id"] != df_lesions.iloc[0]), "image_id"]  # DF: 1 lesion
+    for name, key in (("ISIC2018_Task3_GroundTruth.csv", "image"), ("HAM10000_metadata.csv", "image_id")):
+        table = pd.read_csv(tiny_isic / name)
+        table[~table[key].isin(dropped)].to_csv(tiny_isic / name, index=False)
+    cfg = resolve_config(
+        "cpu-demo",
+        data=str(tiny_isic),
+        out=str(tmp_path / "r"),
+        epochs=1,
+        image_size=32,
+        batch_size=16,
+        seed=1,
+        precision="32-true",
+    )
+    with pytest.warns(SplitWarning, match=r"class DF has only 1 lesion\(s\) \(2 image\(s\)\): no test or val"):
+        train(cfg, progress=False)
+    splits = pd.read_csv(tmp_path / "r" / "splits.csv").merge(
+        pd.read_csv(tiny_isic / "HAM10000_metadata.csv"), on="image_id"
+    )
+    assert splits.loc[splits["dx"] == "df", "split"].tolist() == ["train", "train"]
+    meta = torch.load(tmp_path / "r" / "best.ckpt", map_location="cpu", weights_only=True)["hyper_parameters"]
+    df = meta["classes"].index("DF")
+    assert meta["train_class_counts"][df] == 2 and meta["class_weights"][df] > 0
