@@ -115,3 +115,38 @@ def test_errors_and_fairness_commands(tiny_run: Path, tmp_path: Path) -> None:
     for g in groups.values():
         assert {"sensitivity", "specificity", "auroc", "flag", "significant", "status"} <= set(g)
     assert report["summary"] and (tmp_path / "fair" / "fairness.html").exists()
+
+
+def test_metadata_option_keeps_lesion_grouping_through_train_and_the_audits(tmp_path: Path) -> None:
+    import pandas as pd
+    import yaml
+    from tests.conftest import write_ham_image_folder
+
+    folder = write_ham_image_folder(tmp_path / "ham", per_class=6, metadata_name=None)
+    metadata = tmp_path / "ham-isic" / "HAM10000_metadata.csv"  # not in the folder: only --metadata finds it
+
+    result = runner.invoke(app, ["eda", "--data", str(folder), "--out", str(tmp_path / "e"), "--metadata",
+                                 str(metadata)])
+    assert result.exit_code == 0, result.output
+    eda = json.loads((tmp_path / "e" / "eda.json").read_text())
+    assert eda["lesions"]["lesion_ids_available"] and eda["lesions"]["n_lesions"] == 3 * 7
+    assert "sex" in eda["metadata"]
+
+    run = tmp_path / "run"
+    result = runner.invoke(app, ["train", "--preset", "cpu-demo", "--data", str(folder), "--metadata", str(metadata),
+                                 "--out", str(run), "--epochs", "1", "--image-size", "32", "--batch-size", "16",
+                                 "--precision", "32-true"])
+    assert result.exit_code == 0, result.output
+    splits = pd.read_csv(run / "splits.csv")
+    assert splits["lesion_id"].str.startswith("HAM_").all() and splits["lesion_id"].nunique() == 21
+    assert yaml.safe_load((run / "config.yaml").read_text())["metadata"] == str(metadata)
+
+    # fairness re-reads the run's data with the run's own metadata: the patient attributes are there.
+    result = runner.invoke(app, ["fairness", "--run", str(run), "--out", str(tmp_path / "fair"), "--split", "all"])
+    assert result.exit_code == 0, result.output
+    attributes = json.loads((tmp_path / "fair" / "fairness.json").read_text())["attributes"]
+    assert {"sex", "localization"} <= set(attributes)
+
+    bad = runner.invoke(app, ["eda", "--data", str(folder), "--out", str(tmp_path / "e2"), "--metadata",
+                              str(tmp_path / "nope.csv")])
+    assert bad.exit_code == 2 and "nope.csv does not exist" in bad.output

@@ -19,6 +19,10 @@ app = typer.Typer(
 DataOpt = Annotated[Path, typer.Option("--data", help="Dataset folder (ISIC 2018, HAM10000 or ImageFolder).")]
 OutOpt = Annotated[Path, typer.Option("--out", help="Output folder.")]
 SkipBadOpt = Annotated[bool, typer.Option("--skip-bad", help="Leave out bad images/rows and list them.")]
+MetadataOpt = Annotated[Path | None, typer.Option(
+    "--metadata", help="Metadata CSV (image_id, lesion_id, age, sex, localization, ...) joined to the images, "
+                       "e.g. HAM10000_metadata_sample.csv beside an ImageFolder tree. Default: the folder's "
+                       "metadata.csv / HAM10000_metadata.csv, else its one *metadata*.csv.")]
 
 
 def _fail(message: str) -> typer.Exit:
@@ -67,13 +71,14 @@ def eda(
     out: OutOpt = Path("eda_out"),
     max_images: Annotated[int, typer.Option(help="Images sampled for colour statistics.")] = 400,
     skip_bad: SkipBadOpt = False,
+    metadata: MetadataOpt = None,
 ) -> None:
     """Explore a data set: class balance, samples, colour, metadata -> eda.json, PNGs, eda.html."""
     from dermascan.data.eda import run_eda
     from dermascan.data.readers import DatasetError, read_dataset
 
     try:
-        index = read_dataset(data, skip_bad=skip_bad, progress=True)
+        index = read_dataset(data, metadata=metadata, skip_bad=skip_bad, progress=True)
     except DatasetError as e:
         raise _fail(str(e)) from e
     summary = run_eda(index, out, max_images=max_images)
@@ -87,6 +92,7 @@ def eda(
 @app.command()
 def train(
     data: Annotated[Path | None, typer.Option(help="Dataset folder (not needed with --resume).")] = None,
+    metadata: MetadataOpt = None,
     out: OutOpt = Path("runs/run"),
     preset: Annotated[str | None, typer.Option(help="cpu-demo, isic2018-resnet50-baseline, isic2018-resnet50, "
                                                     "isic2018-vit_b_16.")] = None,
@@ -125,7 +131,8 @@ def train(
     from dermascan.training.module import NonFiniteLossError
     from dermascan.training.train import train as run_training
 
-    overrides = dict(data=str(data) if data else None, out=str(out), arch=arch, weights=weights, freeze=freeze,
+    overrides = dict(data=str(data) if data else None, metadata=str(metadata) if metadata else None,
+                     out=str(out), arch=arch, weights=weights, freeze=freeze,
                      image_size=image_size, loss=loss, class_weighting=class_weighting, sampler=sampler,
                      epochs=epochs, batch_size=batch_size, lr=lr, precision=precision, devices=devices,
                      accelerator=accelerator, seed=seed, patience=patience, val_fraction=val_fraction,
@@ -151,6 +158,19 @@ def train(
 
 RunOpt = Annotated[Path, typer.Option("--run", help="Run folder made by `dermascan train`.")]
 RunDataOpt = Annotated[Path | None, typer.Option("--data", help="Dataset folder (default: the run's own).")]
+RunMetadataOpt = Annotated[Path | None, typer.Option(
+    "--metadata", help="Metadata CSV joined to the images (default: the run's own --metadata with its own data; "
+                       "else the folder's metadata.csv / HAM10000_metadata.csv / one *metadata*.csv).")]
+
+
+def _run_index(run: Path, data: Path | None, metadata: Path | None):
+    """The dataset evaluate/errors/fairness read: --data or the run's folders, with --metadata or the run's."""
+    import yaml
+
+    from dermascan.training.config import read_run_data
+
+    config = (yaml.safe_load((run / "config.yaml").read_text()) or {}) if (run / "config.yaml").is_file() else {}
+    return read_run_data(config, data=data, metadata=metadata, progress=True)
 
 
 @app.command()
@@ -158,6 +178,7 @@ def evaluate(
     run: RunOpt,
     out: OutOpt,
     data: RunDataOpt = None,
+    metadata: RunMetadataOpt = None,
     split: Annotated[str, typer.Option(help="test, val, train, or all (every image of --data).")] = "test",
     tta: Annotated[bool, typer.Option(help="Average over flips (test-time augmentation).")] = False,
     target_sensitivity: Annotated[float, typer.Option(help="Melanoma sensitivity the threshold targets.")] = 0.90,
@@ -175,7 +196,7 @@ def evaluate(
 
     try:
         m = run_evaluation(run, out, data=data, split=split, tta=tta, target_sensitivity=target_sensitivity,
-                           require_lower_ci=lower_ci, recalibrate=recalibrate)
+                           require_lower_ci=lower_ci, recalibrate=recalibrate, index=_run_index(run, data, metadata))
     except (ValueError, FileNotFoundError, DatasetError) as e:
         raise _fail(str(e)) from e
     typer.echo(f"{m['split']}: {m['n']} images, {m['melanoma']['n_pos']} melanomas; "
@@ -218,6 +239,7 @@ def errors(
     run: RunOpt,
     out: OutOpt,
     data: RunDataOpt = None,
+    metadata: RunMetadataOpt = None,
     split: Annotated[str, typer.Option(help="test, val, train or all.")] = "test",
     heatmaps: Annotated[bool, typer.Option(help="Show heat maps beside the missed melanomas.")] = True,
 ) -> None:
@@ -227,7 +249,8 @@ def errors(
 
     try:
         heatmap_fn = _heatmap_fn(run) if heatmaps else None
-        summary = audit_errors(run, out, data=data, split=split, heatmap_fn=heatmap_fn)
+        summary = audit_errors(run, out, data=data, split=split, heatmap_fn=heatmap_fn,
+                               index=_run_index(run, data, metadata))
     except (ValueError, FileNotFoundError, DatasetError) as e:
         raise _fail(str(e)) from e
     typer.echo(f"{summary['n_false_negatives']} missed melanoma(s) of {summary['n_melanoma']} at threshold "
@@ -253,6 +276,7 @@ def fairness(
     run: RunOpt,
     out: OutOpt,
     data: RunDataOpt = None,
+    metadata: RunMetadataOpt = None,
     split: Annotated[str, typer.Option(help="test, val, train or all.")] = "test",
 ) -> None:
     """Melanoma sensitivity/specificity/AUROC by skin type, age, sex and site, with gaps, CIs, mitigation."""
@@ -260,7 +284,7 @@ def fairness(
     from dermascan.evaluation.evaluate import audit_fairness
 
     try:
-        report = audit_fairness(run, out, data=data, split=split)
+        report = audit_fairness(run, out, data=data, split=split, index=_run_index(run, data, metadata))
     except (ValueError, FileNotFoundError, DatasetError) as e:
         raise _fail(str(e)) from e
     for sentence in report.get("summary", []):
