@@ -150,3 +150,20 @@ def test_metadata_option_keeps_lesion_grouping_through_train_and_the_audits(tmp_
     bad = runner.invoke(app, ["eda", "--data", str(folder), "--out", str(tmp_path / "e2"), "--metadata",
                               str(tmp_path / "nope.csv")])
     assert bad.exit_code == 2 and "nope.csv does not exist" in bad.output
+
+
+def test_train_help_and_presets_name_the_briefs_class_weights_as_the_baseline() -> None:
+    import re
+    from importlib import resources
+
+    import yaml
+
+    result = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "200"})
+    text = re.sub(r"[\s│]+", " ", result.output)  # rich wraps help text inside a box
+    assert "inverse (the brief's baseline, N / (K N_i))" in text and "sqrt_inverse (its square root" in text
+    for preset in resources.files("dermascan.configs").iterdir():
+        if preset.name.endswith(".yaml"):
+            source = preset.read_text()
+            weighting = yaml.safe_load(source)["class_weighting"]
+            assert weighting == "uniform" or "the brief's inverse N / (K N_i)" in source or (
+                "the brief's N / (K N_i) (the baseline)" in source), preset.name

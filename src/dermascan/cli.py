@@ -102,7 +102,9 @@ def train(
     freeze: Annotated[bool | None, typer.Option("--freeze/--no-freeze", help="Freeze early layers.")] = None,
     image_size: Annotated[int | None, typer.Option(help="Network input side in pixels.")] = None,
     loss: Annotated[str | None, typer.Option(help="ce (baseline) or weighted_ce_focal.")] = None,
-    class_weighting: Annotated[str | None, typer.Option(help="inverse, sqrt_inverse, clipped, uniform.")] = None,
+    class_weighting: Annotated[str | None, typer.Option(
+        help="inverse (the brief's baseline, N / (K N_i)), sqrt_inverse (its square root, mean 1: measured better "
+             "in the demo; the cpu-demo default), clipped (inverse capped at 5), uniform.")] = None,
     sampler: Annotated[str | None, typer.Option(help="shuffle or balanced.")] = None,
     epochs: Annotated[int | None, typer.Option(help="Maximum epochs.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Images per step per device.")] = None,
