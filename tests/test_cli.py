@@ -167,3 +167,28 @@ def test_train_help_and_presets_name_the_briefs_class_weights_as_the_baseline() 
             weighting = yaml.safe_load(source)["class_weighting"]
             assert weighting == "uniform" or "the brief's inverse N / (K N_i)" in source or (
                 "the brief's N / (K N_i) (the baseline)" in source), preset.name
+
+
+def test_demo_quick_honours_variant_epochs_size_and_no_audit(tmp_path: Path, monkeypatch) -> None:
+    """--quick used to replace the whole config, silently dropping --variant, --epochs, --n-images, --no-audit."""
+    import dermascan.demo
+
+    seen = []
+    monkeypatch.setattr(dermascan.demo, "run_demo", lambda out, cfg, echo: seen.append(cfg))  # no training here
+    args = ["demo", "--out", str(tmp_path / "d"), "--quick"]
+    assert runner.invoke(app, args).exit_code == 0
+    result = runner.invoke(app, [*args, "--variant", "cnn_ce", "--epochs", "2", "--n-images", "120", "--no-audit",
+                                 "--seed", "4"])
+    assert result.exit_code == 0, result.output
+    quick, flagged = seen
+    assert (quick.n_images, quick.epochs, quick.size, quick.audit) == (300, 1, 48, True)
+    assert len(quick.variants) == 4
+    assert (flagged.n_images, flagged.epochs, flagged.seed, flagged.audit) == (120, 2, 4, False)
+    assert flagged.variants == ("cnn_ce",) and (flagged.size, flagged.image_size) == (48, 32)  # still quick sizes
+    assert runner.invoke(app, ["demo", "--out", str(tmp_path / "d")]).exit_code == 0
+    assert (seen[-1].n_images, seen[-1].epochs, seen[-1].size) == (8000, 8, 96)
+
+    bad = runner.invoke(app, [*args, "--variant", "cnn_nope"])
+    assert bad.exit_code == 2 and "cnn_nope" in bad.output and "cnn_focal_sqrt" in bad.output
+    bad = runner.invoke(app, [*args, "--epochs", "0"])
+    assert bad.exit_code == 2 and "epochs" in bad.output

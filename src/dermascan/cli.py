@@ -411,26 +411,25 @@ def compare(
 @app.command()
 def demo(
     out: OutOpt = Path("demo_out"),
-    n_images: Annotated[int, typer.Option(help="Synthetic images in all.")] = 8000,
-    epochs: Annotated[int, typer.Option(help="Epochs per model.")] = 8,
+    n_images: Annotated[int | None, typer.Option(help="Synthetic images in all [default: 8000; 300 with --quick].")]
+    = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs per model [default: 8; 1 with --quick].")] = None,
     seed: Annotated[int, typer.Option(help="Seed for data, splits and training.")] = 0,
-    quick: Annotated[bool, typer.Option(help="A tiny smoke run (about a minute), not meaningful figures.")] = False,
+    quick: Annotated[bool, typer.Option(help="A tiny smoke run (about a minute), not meaningful figures; "
+                                             "--n-images, --epochs, --variant and --no-audit still apply.")] = False,
     variant: Annotated[list[str] | None, typer.Option(help="Train only these variants (cnn_ce, cnn_focal_inverse, "
                                                            "cnn_focal_sqrt, vit_focal_sqrt).")] = None,
     audit: Annotated[bool, typer.Option(help="Heat maps, errors, fairness, export and benchmark of the winner.")]
     = True,
 ) -> None:
     """The main job on the synthetic default: data, EDA, training, evaluation, comparison, one report."""
-    from dermascan.demo import VARIANTS, DemoConfig, run_demo
+    from dermascan.demo import demo_config, run_demo
 
-    unknown = sorted(set(variant or ()) - set(VARIANTS))
-    if unknown:
-        raise _fail(f"unknown variant(s) {unknown}; choose from {sorted(VARIANTS)}")
-    cfg = DemoConfig(n_images=n_images, epochs=epochs, seed=seed, audit=audit,
-                     **({"variants": tuple(variant)} if variant else {}))
-    if quick:
-        cfg = DemoConfig(n_images=300, size=48, image_size=32, epochs=1, seed=seed, lower_ci=False,
-                         extra={"batch_size": 32})
+    try:
+        cfg = demo_config(quick, n_images=n_images, epochs=epochs, seed=seed, audit=audit,
+                          variants=tuple(variant) if variant else None)
+    except ValueError as e:
+        raise _fail(str(e)) from e
     run_demo(out, cfg, echo=typer.echo)
 
 
