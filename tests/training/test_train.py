@@ -38,7 +38,8 @@ def test_train_then_resume_through_the_cli(tiny_isic: Path, tmp_path: Path) -> N
     assert (splits.groupby("lesion_id")["split"].nunique() == 1).all()
     history = pd.read_csv(run / "history.csv")
     assert len(history) == 2 and list(history.columns) == list(HISTORY_KEYS)
-    assert history["train_loss"].notna().all() and history["melanoma_auroc"].between(0, 1).all()
+    assert history["train_loss"].notna().all() and (history["train_loss"] > 0).all()
+    _assert_history_is_the_best_checkpoint_on_val(run, tiny_isic, history, splits)
     for name in ("best.ckpt", "last.ckpt"):
         ckpt = torch.load(run / name, map_location="cpu", weights_only=True)
         assert ckpt["hyper_parameters"]["arch"] == "resnet18"
@@ -51,6 +52,39 @@ def test_train_then_resume_through_the_cli(tiny_isic: Path, tmp_path: Path) -> N
     assert "trained 3 epoch" in out
     rows = json.loads((run / "history.json").read_text())
     assert [r["epoch"] for r in rows] == [0, 1, 2]
+
+
+def _assert_history_is_the_best_checkpoint_on_val(
+    run: Path, data: Path, history: pd.DataFrame, splits: pd.DataFrame
+) -> None:
+    """best.ckpt is the epoch of the highest val_selection, and that row's figures are its own on the val split."""
+    from sklearn.metrics import roc_auc_score
+
+    from dermascan.data.readers import read_dataset
+    from dermascan.evaluation.evaluate import predict_logits
+    from dermascan.evaluation.metrics import specificity_at_sensitivity
+    from dermascan.models import load_checkpoint
+    from dermascan.training.module import selection_score
+
+    best_epoch = torch.load(run / "best.ckpt", map_location="cpu", weights_only=True)["epoch"]
+    assert history["val_selection"].idxmax() == best_epoch == history["epoch"][best_epoch]
+    row = history.iloc[best_epoch]
+    assert row["val_selection"] == pytest.approx(
+        selection_score(row["melanoma_specificity_at_target"], row["melanoma_auroc"]), abs=1e-12
+    )
+    frame = read_dataset(data).subset(splits.loc[splits["split"] == "val", "image_id"]).frame
+    logits = torch.as_tensor(predict_logits(load_checkpoint(run / "best.ckpt"), frame))  # (N, K)
+    probs, y = logits.softmax(1).numpy(), frame["label"].to_numpy()
+    is_mel = (y == 0).astype(int)
+    assert 0 < is_mel.sum() < len(y)  # the figures below are defined
+    assert row["melanoma_auroc"] == pytest.approx(roc_auc_score(is_mel, probs[:, 0]), abs=1e-6)
+    assert row["val_accuracy"] == pytest.approx(float((probs.argmax(1) == y).mean()), abs=1e-6)
+    assert row["melanoma_specificity_at_target"] == pytest.approx(
+        specificity_at_sensitivity(is_mel, probs[:, 0], 0.90)[0], abs=1e-6
+    )
+    assert row["val_loss"] == pytest.approx(
+        float(torch.nn.functional.cross_entropy(logits, torch.tensor(y))), rel=1e-4
+    )
 
 
 class _InterruptError(Exception):
@@ -98,14 +132,14 @@ def test_existing_run_needs_resume_and_resume_needs_a_run(tiny_isic: Path, tmp_p
 
 
 def test_imagenet_weights_offline_fail_fast_with_the_fix(tiny_isic: Path, tmp_path: Path, monkeypatch) -> None:
+    """How fast it fails is measured by benchmarks/bench_offline.py; here: it fails before any data work."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # an empty cache: the download is attempted
-    start = time.monotonic()
     result = runner.invoke(
         app, ["train", *TINY, "--data", str(tiny_isic), "--out", str(tmp_path / "w"), "--weights", "imagenet"]
     )
     assert result.exit_code == 2
-    assert time.monotonic() - start < 30
     assert "--weights" in result.output and ".pth" in result.output
+    assert not (tmp_path / "w" / "splits.csv").exists()  # the model is built first: no data was read or split
 
 
 def test_local_weights_file(tiny_isic: Path, tmp_path: Path) -> None:
