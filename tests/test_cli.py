@@ -150,6 +150,10 @@ def test_metadata_option_keeps_lesion_grouping_through_train_and_the_audits(tmp_
     bad = runner.invoke(app, ["eda", "--data", str(folder), "--out", str(tmp_path / "e2"), "--metadata",
                               str(tmp_path / "nope.csv")])
     assert bad.exit_code == 2 and "nope.csv does not exist" in bad.output
+    for command in ("evaluate", "errors", "fairness"):  # not a run folder: a clear error, not a traceback
+        bad = runner.invoke(app, [command, "--run", str(folder), "--out", str(tmp_path / "x"), "--metadata",
+                                  str(metadata)])
+        assert bad.exit_code == 2 and "run folder" in bad.output, (command, bad.output)
 
 
 def test_train_help_and_presets_name_the_briefs_class_weights_as_the_baseline() -> None:

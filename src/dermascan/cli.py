@@ -171,6 +171,8 @@ def _run_index(run: Path, data: Path | None, metadata: Path | None):
 
     from dermascan.training.config import read_run_data
 
+    if not (run / "best.ckpt").is_file():
+        return None  # not a run folder: the library says so, with the fix, before any image is read
     config = (yaml.safe_load((run / "config.yaml").read_text()) or {}) if (run / "config.yaml").is_file() else {}
     return read_run_data(config, data=data, metadata=metadata, progress=True)
 

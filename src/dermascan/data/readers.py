@@ -183,6 +183,8 @@ def read_datasets(
     Raises:
         DatasetError: an image id appears in two folders.
     """
+    if not roots:
+        raise DatasetError("no dataset folder given: pass --data DIR (`dermascan synth --out DIR` makes one)")
     if len(roots) == 1:
         return read_dataset(roots[0], metadata=metadata, skip_bad=skip_bad, progress=progress)
     parts = [read_dataset(r, metadata=metadata, skip_bad=skip_bad, progress=progress) for r in roots]
