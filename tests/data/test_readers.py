@@ -178,7 +178,7 @@ def test_image_folder_reads_a_loosely_named_metadata_file_and_says_which(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     root = write_ham_image_folder(tmp_path / "ham")
-    with caplog.at_level("WARNING", logger="dermascan.data.readers"), warnings.catch_warnings():
+    with caplog.at_level("WARNING", logger="dermascan.data.metadata"), warnings.catch_warnings():
         warnings.simplefilter("error")  # lesion ids are all there: no "no lesion_id" warning
         index = read_dataset(root)
     assert index.layout == "imagefolder" and index.has_lesion_ids

@@ -24,7 +24,6 @@ files and no exact name is an error that asks for ``--metadata``.
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import logging
 import os
@@ -37,19 +36,13 @@ import numpy as np
 import pandas as pd
 
 from dermascan.data.io import ImageError, is_image_file, load_image
-from dermascan.data.schema import GROUND_TRUTH_NAME, HAM10000_METADATA_NAME, METADATA_NAME
+from dermascan.data.metadata import find_metadata, join_metadata, read_ham_metadata
+from dermascan.data.schema import GROUND_TRUTH_NAME, HAM10000_METADATA_NAME, DatasetError
 from dermascan.taxonomy import CLASSES, class_code
 
 log = logging.getLogger(__name__)
 
-#: Exact metadata file names, preferred in this order over a looser ``*metadata*.csv`` match.
-METADATA_NAMES = (METADATA_NAME, HAM10000_METADATA_NAME)
-_METADATA_PATTERN = "*metadata*.csv"
 _IMAGE_DIR_GLOBS = ("images", "*_Input", "HAM10000_images_part_*", "*images*")
-
-
-class DatasetError(ValueError):
-    """A dataset folder that cannot be read as it is; the message names the file, row and fix."""
 
 
 @dataclass
@@ -128,19 +121,19 @@ def read_dataset(
     gt = _find_ground_truth(root)
     if gt is not None:
         frame, layout = _read_ground_truth(gt, skip_bad, skipped), "isic"
-        meta = Path(metadata) if metadata is not None else _find_metadata(root, gt.parent)
+        meta = Path(metadata) if metadata is not None else find_metadata(root, gt.parent)
         if meta is not None:
-            frame = _join_metadata(frame, meta, skip_bad, skipped)
+            frame = join_metadata(frame, meta, skip_bad, skipped)
     elif (root / HAM10000_METADATA_NAME).is_file() and metadata is None:
-        frame, layout = _read_ham_metadata(root / HAM10000_METADATA_NAME, skip_bad, skipped), "ham10000"
+        frame, layout = read_ham_metadata(root / HAM10000_METADATA_NAME, skip_bad, skipped), "ham10000"
     elif _class_folders(root):
         frame, layout = _read_image_folder(root, skip_bad, skipped), "imagefolder"
-        meta = Path(metadata) if metadata is not None else _find_metadata(root)
+        meta = Path(metadata) if metadata is not None else find_metadata(root)
         if meta is not None:
-            frame = _join_metadata(frame, meta, skip_bad, skipped)
-    elif (labels := Path(metadata) if metadata is not None else _find_metadata(root)) is not None:
+            frame = join_metadata(frame, meta, skip_bad, skipped)
+    elif (labels := Path(metadata) if metadata is not None else find_metadata(root)) is not None:
         # No ground truth and no class folders: the metadata file's dx column is the label, as in HAM10000.
-        frame, layout = _read_ham_metadata(labels, skip_bad, skipped), "ham10000"
+        frame, layout = read_ham_metadata(labels, skip_bad, skipped), "ham10000"
     else:
         raise DatasetError(
             f"no dataset found in {root}: expected {GROUND_TRUTH_NAME} (ISIC 2018 Task 3), "
@@ -256,92 +249,6 @@ def _check_duplicates(ids: pd.Series, path: Path, keep: np.ndarray, skip_bad: bo
     for i in np.flatnonzero(dup):
         skipped.append((str(ids.iat[i]), f"{path.name} line {i + 2}: duplicate id, first occurrence kept"))
     keep &= ~dup
-
-
-# --- metadata -----------------------------------------------------------------------------------------
-
-
-def _find_metadata(*folders: Path) -> Path | None:
-    """The metadata file of the first folder that has one: an exact name first, else one ``*metadata*.csv``.
-
-    Raises:
-        DatasetError: a folder holds several loosely named metadata files and none of the exact names.
-    """
-    for folder in dict.fromkeys(folders):
-        for name in METADATA_NAMES:
-            if (folder / name).is_file():
-                log.info("%s: metadata from %s", folder, folder / name)
-                return folder / name
-        loose = sorted(
-            f for f in folder.iterdir() if f.is_file() and fnmatch.fnmatch(f.name.lower(), _METADATA_PATTERN)
-        )
-        if len(loose) > 1:
-            raise DatasetError(
-                f"{folder}: several metadata files ({', '.join(f.name for f in loose)}) and none named "
-                f"{' or '.join(METADATA_NAMES)}; pass --metadata FILE to choose one"
-            )
-        if loose:
-            log.warning(
-                "%s: using %s as the metadata file (matched %s; --metadata FILE chooses another)",
-                folder,
-                loose[0].name,
-                _METADATA_PATTERN,
-            )
-            return loose[0]
-    return None
-
-
-def _read_metadata(path: Path) -> pd.DataFrame:
-    try:
-        meta = pd.read_csv(path, dtype={"image_id": str, "lesion_id": str})
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as e:
-        raise DatasetError(f"{path}: not a readable CSV ({e})") from e
-    if "image_id" not in meta.columns:
-        raise DatasetError(f"{path}: no 'image_id' column (HAM10000 header: lesion_id,image_id,dx,...)")
-    dup = meta["image_id"].duplicated()
-    if dup.any():
-        raise DatasetError(f"{path}: duplicate image ids {meta['image_id'][dup].head(5).tolist()}")
-    return meta
-
-
-def _join_metadata(frame: pd.DataFrame, path: Path, skip_bad: bool, skipped: list) -> pd.DataFrame:
-    meta = _read_metadata(path)
-    if "dx" in meta.columns:
-        meta = meta.rename(columns={"dx": "meta_dx"})
-    merged = frame.merge(meta, on="image_id", how="left", validate="one_to_one")
-    if "meta_dx" in merged.columns:
-        # The two files must agree: a disagreement means one of them is from another release.
-        meta_code = merged["meta_dx"].map(lambda d: class_code(d) if isinstance(d, str) else None)
-        bad = meta_code.notna() & (meta_code != merged["dx"])
-        for i in np.flatnonzero(bad.to_numpy()):
-            reason = (
-                f"{path.name}: dx {merged['meta_dx'].iat[i]!r} for {merged['image_id'].iat[i]!r} disagrees "
-                f"with the ground truth ({merged['dx'].iat[i]})"
-            )
-            if not skip_bad:
-                raise DatasetError(reason)
-            skipped.append((merged["image_id"].iat[i], reason))
-        merged = merged[~bad.to_numpy()].drop(columns="meta_dx")
-    return merged
-
-
-def _read_ham_metadata(path: Path, skip_bad: bool, skipped: list) -> pd.DataFrame:
-    meta = _read_metadata(path)
-    if "dx" not in meta.columns:
-        raise DatasetError(f"{path}: no 'dx' column to take the diagnosis from")
-    codes = []
-    keep = np.ones(len(meta), dtype=bool)
-    for i, dx in enumerate(meta["dx"]):
-        try:
-            codes.append(class_code(str(dx)))
-        except ValueError as e:
-            if not skip_bad:
-                raise DatasetError(f"{path.name} line {i + 2}: {e}") from e
-            skipped.append((str(meta["image_id"].iat[i]), f"{path.name} line {i + 2}: {e}"))
-            keep[i] = False
-            codes.append("")
-    meta["dx"] = codes
-    return meta[keep].reset_index(drop=True)
 
 
 # --- ImageFolder --------------------------------------------------------------------------------------

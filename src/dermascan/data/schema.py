@@ -17,3 +17,10 @@ METADATA_NAME = "metadata.csv"
 HAM10000_METADATA_NAME = "HAM10000_metadata.csv"
 #: Metadata columns (0/1) that flag a nuisance in the capture, in the generator's drawing order.
 NUISANCE_FLAGS: tuple[str, ...] = ("hair", "ruler", "ink", "bubbles", "vignette", "blur")
+
+
+class DatasetError(ValueError):
+    """A dataset folder that cannot be read as it is; the message names the file, row and fix.
+
+    Raised by the readers (:mod:`dermascan.data.readers`, which re-exports it) and the splits.
+    """
