@@ -23,8 +23,9 @@ def _one_torch_thread():
     torch.set_num_threads(threads)
 
 
-def write_tiny_isic(root: Path, per_class: int = 6, size: int = 40, seed: int = 0, ham_metadata: bool = True,
-                    first_id: int = 0) -> Path:
+def write_tiny_isic(
+    root: Path, per_class: int = 6, size: int = 40, seed: int = 0, ham_metadata: bool = True, first_id: int = 0
+) -> Path:
     """An ISIC 2018 Task 3 folder: class-tinted noise images, one-hot ground truth, HAM10000 metadata.
 
     Every second lesion has two images, so lesion grouping matters.
@@ -41,13 +42,39 @@ def write_tiny_isic(root: Path, per_class: int = 6, size: int = 40, seed: int = 
             px = np.clip(tint + rng.normal(0, 25, (size, size, 3)), 0, 255).astype(np.uint8)
             Image.fromarray(px).save(root / "images" / f"{image_id}.jpg", quality=90)
             gt_rows.append({"image": image_id, **{c: float(c == code) for c in CLASSES}})
-            meta_rows.append({"lesion_id": lesion, "image_id": image_id, "dx": code.lower(), "dx_type": "histo",
-                              "age": float(30 + 5 * (n % 10)), "sex": ("male", "female")[n % 2],
-                              "localization": ("back", "face", "lower extremity")[n % 3]})
+            meta_rows.append(
+                {
+                    "lesion_id": lesion,
+                    "image_id": image_id,
+                    "dx": code.lower(),
+                    "dx_type": "histo",
+                    "age": float(30 + 5 * (n % 10)),
+                    "sex": ("male", "female")[n % 2],
+                    "localization": ("back", "face", "lower extremity")[n % 3],
+                }
+            )
             n += 1
     pd.DataFrame(gt_rows).to_csv(root / "ISIC2018_Task3_GroundTruth.csv", index=False)
     if ham_metadata:
         pd.DataFrame(meta_rows).to_csv(root / "HAM10000_metadata.csv", index=False)
+    return root
+
+
+def write_ham_image_folder(
+    root: Path, per_class: int = 2, metadata_name: str | None = "HAM10000_metadata_sample.csv", **kwargs
+) -> Path:
+    """A public-style ImageFolder sample of HAM10000: one folder per class (``mel/``, ``nv/``, ...), the metadata
+    in a loosely named CSV beside them (or, with ``metadata_name=None``, only in ``<root>-isic/HAM10000_metadata.csv``).
+    """
+    import shutil
+
+    isic = write_tiny_isic(root.parent / f"{root.name}-isic", per_class=per_class, **kwargs)
+    meta = pd.read_csv(isic / "HAM10000_metadata.csv")
+    for row in meta.itertuples():
+        (root / row.dx).mkdir(parents=True, exist_ok=True)
+        shutil.copy(isic / "images" / f"{row.image_id}.jpg", root / row.dx / f"{row.image_id}.jpg")
+    if metadata_name:
+        meta.to_csv(root / metadata_name, index=False)
     return root
 
 
@@ -74,7 +101,17 @@ def tiny_run(synth_small: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     from dermascan.training.train import train
 
     out = tmp_path_factory.mktemp("runs") / "tiny"
-    cfg = resolve_config("cpu-demo", data=str(synth_small), out=str(out), epochs=2, image_size=32, batch_size=32,
-                         precision="32-true", val_fraction=0.3, test_fraction=0.3, seed=0)
+    cfg = resolve_config(
+        "cpu-demo",
+        data=str(synth_small),
+        out=str(out),
+        epochs=2,
+        image_size=32,
+        batch_size=32,
+        precision="32-true",
+        val_fraction=0.3,
+        test_fraction=0.3,
+        seed=0,
+    )
     train(cfg, progress=False)
     return out

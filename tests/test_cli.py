@@ -119,3 +119,84 @@ def test_errors_and_fairness_commands(tiny_run: Path, tmp_path: Path) -> None:
     for g in groups.values():
         assert {"sensitivity", "specificity", "auroc", "flag", "significant", "status"} <= set(g)
     assert report["summary"] and (tmp_path / "fair" / "fairness.html").exists()
+
+
+def test_metadata_option_keeps_lesion_grouping_through_train_and_the_audits(tmp_path: Path) -> None:
+    import pandas as pd
+    import yaml
+    from tests.conftest import write_ham_image_folder
+
+    folder = write_ham_image_folder(tmp_path / "ham", per_class=6, metadata_name=None)
+    metadata = tmp_path / "ham-isic" / "HAM10000_metadata.csv"  # not in the folder: only --metadata finds it
+
+    result = runner.invoke(app, ["eda", "--data", str(folder), "--out", str(tmp_path / "e"), "--metadata",
+                                 str(metadata)])
+    assert result.exit_code == 0, result.output
+    eda = json.loads((tmp_path / "e" / "eda.json").read_text())
+    assert eda["lesions"]["lesion_ids_available"] and eda["lesions"]["n_lesions"] == 3 * 7
+    assert "sex" in eda["metadata"]
+
+    run = tmp_path / "run"
+    result = runner.invoke(app, ["train", "--preset", "cpu-demo", "--data", str(folder), "--metadata", str(metadata),
+                                 "--out", str(run), "--epochs", "1", "--image-size", "32", "--batch-size", "16",
+                                 "--precision", "32-true"])
+    assert result.exit_code == 0, result.output
+    splits = pd.read_csv(run / "splits.csv")
+    assert splits["lesion_id"].str.startswith("HAM_").all() and splits["lesion_id"].nunique() == 21
+    assert yaml.safe_load((run / "config.yaml").read_text())["metadata"] == str(metadata)
+
+    # fairness re-reads the run's data with the run's own metadata: the patient attributes are there.
+    result = runner.invoke(app, ["fairness", "--run", str(run), "--out", str(tmp_path / "fair"), "--split", "all"])
+    assert result.exit_code == 0, result.output
+    attributes = json.loads((tmp_path / "fair" / "fairness.json").read_text())["attributes"]
+    assert {"sex", "localization"} <= set(attributes)
+
+    bad = runner.invoke(app, ["eda", "--data", str(folder), "--out", str(tmp_path / "e2"), "--metadata",
+                              str(tmp_path / "nope.csv")])
+    assert bad.exit_code == 2 and "nope.csv does not exist" in bad.output
+    for command in ("evaluate", "errors", "fairness"):  # not a run folder: a clear error, not a traceback
+        bad = runner.invoke(app, [command, "--run", str(folder), "--out", str(tmp_path / "x"), "--metadata",
+                                  str(metadata)])
+        assert bad.exit_code == 2 and "run folder" in bad.output, (command, bad.output)
+
+
+def test_train_help_and_presets_name_the_briefs_class_weights_as_the_baseline() -> None:
+    import re
+    from importlib import resources
+
+    import yaml
+
+    result = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "200"})
+    text = re.sub(r"[\s│]+", " ", result.output)  # rich wraps help text inside a box
+    assert "inverse (the brief's baseline, N / (K N_i))" in text and "sqrt_inverse (its square root" in text
+    for preset in resources.files("dermascan.configs").iterdir():
+        if preset.name.endswith(".yaml"):
+            source = preset.read_text()
+            weighting = yaml.safe_load(source)["class_weighting"]
+            assert weighting == "uniform" or "the brief's inverse N / (K N_i)" in source or (
+                "the brief's N / (K N_i) (the baseline)" in source), preset.name
+
+
+def test_demo_quick_honours_variant_epochs_size_and_no_audit(tmp_path: Path, monkeypatch) -> None:
+    """--quick used to replace the whole config, silently dropping --variant, --epochs, --n-images, --no-audit."""
+    import dermascan.demo
+
+    seen = []
+    monkeypatch.setattr(dermascan.demo, "run_demo", lambda out, cfg, echo: seen.append(cfg))  # no training here
+    args = ["demo", "--out", str(tmp_path / "d"), "--quick"]
+    assert runner.invoke(app, args).exit_code == 0
+    result = runner.invoke(app, [*args, "--variant", "cnn_ce", "--epochs", "2", "--n-images", "120", "--no-audit",
+                                 "--seed", "4"])
+    assert result.exit_code == 0, result.output
+    quick, flagged = seen
+    assert (quick.n_images, quick.epochs, quick.size, quick.audit) == (300, 1, 48, True)
+    assert len(quick.variants) == 4
+    assert (flagged.n_images, flagged.epochs, flagged.seed, flagged.audit) == (120, 2, 4, False)
+    assert flagged.variants == ("cnn_ce",) and (flagged.size, flagged.image_size) == (48, 32)  # still quick sizes
+    assert runner.invoke(app, ["demo", "--out", str(tmp_path / "d")]).exit_code == 0
+    assert (seen[-1].n_images, seen[-1].epochs, seen[-1].size) == (8000, 8, 96)
+
+    bad = runner.invoke(app, [*args, "--variant", "cnn_nope"])
+    assert bad.exit_code == 2 and "cnn_nope" in bad.output and "cnn_focal_sqrt" in bad.output
+    bad = runner.invoke(app, [*args, "--epochs", "0"])
+    assert bad.exit_code == 2 and "epochs" in bad.output

@@ -19,6 +19,10 @@ app = typer.Typer(
 DataOpt = Annotated[Path, typer.Option("--data", help="Dataset folder (ISIC 2018, HAM10000 or ImageFolder).")]
 OutOpt = Annotated[Path, typer.Option("--out", help="Output folder.")]
 SkipBadOpt = Annotated[bool, typer.Option("--skip-bad", help="Leave out bad images/rows and list them.")]
+MetadataOpt = Annotated[Path | None, typer.Option(
+    "--metadata", help="Metadata CSV (image_id, lesion_id, age, sex, localization, ...) joined to the images, "
+                       "e.g. HAM10000_metadata_sample.csv beside an ImageFolder tree. Default: the folder's "
+                       "metadata.csv / HAM10000_metadata.csv, else its one *metadata*.csv.")]
 
 
 def _fail(message: str) -> typer.Exit:
@@ -67,13 +71,14 @@ def eda(
     out: OutOpt = Path("eda_out"),
     max_images: Annotated[int, typer.Option(help="Images sampled for colour statistics.")] = 400,
     skip_bad: SkipBadOpt = False,
+    metadata: MetadataOpt = None,
 ) -> None:
     """Explore a data set: class balance, samples, colour, metadata -> eda.json, PNGs, eda.html."""
     from dermascan.data.eda import run_eda
     from dermascan.data.readers import DatasetError, read_dataset
 
     try:
-        index = read_dataset(data, skip_bad=skip_bad, progress=True)
+        index = read_dataset(data, metadata=metadata, skip_bad=skip_bad, progress=True)
     except DatasetError as e:
         raise _fail(str(e)) from e
     summary = run_eda(index, out, max_images=max_images)
@@ -87,6 +92,7 @@ def eda(
 @app.command()
 def train(
     data: Annotated[Path | None, typer.Option(help="Dataset folder (not needed with --resume).")] = None,
+    metadata: MetadataOpt = None,
     out: OutOpt = Path("runs/run"),
     preset: Annotated[str | None, typer.Option(help="cpu-demo, isic2018-resnet50-baseline, isic2018-resnet50, "
                                                     "isic2018-vit_b_16.")] = None,
@@ -96,7 +102,9 @@ def train(
     freeze: Annotated[bool | None, typer.Option("--freeze/--no-freeze", help="Freeze early layers.")] = None,
     image_size: Annotated[int | None, typer.Option(help="Network input side in pixels.")] = None,
     loss: Annotated[str | None, typer.Option(help="ce (baseline) or weighted_ce_focal.")] = None,
-    class_weighting: Annotated[str | None, typer.Option(help="inverse, sqrt_inverse, clipped, uniform.")] = None,
+    class_weighting: Annotated[str | None, typer.Option(
+        help="inverse (the brief's baseline, N / (K N_i)), sqrt_inverse (its square root, mean 1: measured better "
+             "in the demo; the cpu-demo default), clipped (inverse capped at 5), uniform.")] = None,
     sampler: Annotated[str | None, typer.Option(help="shuffle or balanced.")] = None,
     epochs: Annotated[int | None, typer.Option(help="Maximum epochs.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Images per step per device.")] = None,
@@ -125,7 +133,8 @@ def train(
     from dermascan.training.module import NonFiniteLossError
     from dermascan.training.train import train as run_training
 
-    overrides = dict(data=str(data) if data else None, out=str(out), arch=arch, weights=weights, freeze=freeze,
+    overrides = dict(data=str(data) if data else None, metadata=str(metadata) if metadata else None,
+                     out=str(out), arch=arch, weights=weights, freeze=freeze,
                      image_size=image_size, loss=loss, class_weighting=class_weighting, sampler=sampler,
                      epochs=epochs, batch_size=batch_size, lr=lr, precision=precision, devices=devices,
                      accelerator=accelerator, seed=seed, patience=patience, val_fraction=val_fraction,
@@ -151,6 +160,20 @@ def train(
 
 RunOpt = Annotated[Path, typer.Option("--run", help="Run folder made by `dermascan train`.")]
 RunDataOpt = Annotated[Path | None, typer.Option("--data", help="Dataset folder (default: the run's own).")]
+RunMetadataOpt = Annotated[Path | None, typer.Option(
+    "--metadata", help="Metadata CSV joined to the images (default: the run's own --metadata with its own data; "
+                       "else the folder's metadata.csv / HAM10000_metadata.csv / one *metadata*.csv).")]
+
+
+def _run_index(run: Path, data: Path | None, metadata: Path | None):
+    """The dataset evaluate/errors/fairness read: --data or the run's folders, with --metadata or the run's."""
+    from dermascan.runs import BEST_CHECKPOINT, read_config
+    from dermascan.training.config import TrainConfig, read_run_data
+
+    if not (run / BEST_CHECKPOINT).is_file():
+        return None  # not a run folder: the library says so, with the fix, before any image is read
+    config = read_config(run) or TrainConfig()
+    return read_run_data(config, data=data, metadata=metadata, progress=True)
 
 
 @app.command()
@@ -158,6 +181,7 @@ def evaluate(
     run: RunOpt,
     out: OutOpt,
     data: RunDataOpt = None,
+    metadata: RunMetadataOpt = None,
     split: Annotated[str, typer.Option(help="test, val, train, or all (every image of --data).")] = "test",
     tta: Annotated[bool, typer.Option(help="Average over flips (test-time augmentation); must match the locked "
                                            "operating point unless --recalibrate.")] = False,
@@ -181,7 +205,8 @@ def evaluate(
     try:
         # Not given is None, so a flag that differs from a locked operating point is refused, not ignored.
         m = run_evaluation(run, out, data=data, split=split, tta=tta, target_sensitivity=target_sensitivity,
-                           require_lower_ci=True if lower_ci else None, recalibrate=recalibrate)
+                           require_lower_ci=True if lower_ci else None, recalibrate=recalibrate,
+                           index=_run_index(run, data, metadata))
     except (DermaScanError, ValueError, FileNotFoundError, DatasetError) as e:
         raise _fail(str(e)) from e
     typer.echo(f"{m['split']}: {m['n']} images, {m['melanoma']['n_pos']} melanomas; "
@@ -237,6 +262,7 @@ def errors(
     run: RunOpt,
     out: OutOpt,
     data: RunDataOpt = None,
+    metadata: RunMetadataOpt = None,
     split: Annotated[str, typer.Option(help="test, val, train or all.")] = "test",
     heatmaps: Annotated[bool, typer.Option(help="Show heat maps beside the missed melanomas.")] = True,
 ) -> None:
@@ -246,7 +272,8 @@ def errors(
 
     try:
         heatmap_fn = _heatmap_fn(run) if heatmaps else None
-        summary = audit_errors(run, out, data=data, split=split, heatmap_fn=heatmap_fn)
+        summary = audit_errors(run, out, data=data, split=split, heatmap_fn=heatmap_fn,
+                               index=_run_index(run, data, metadata))
     except (ValueError, FileNotFoundError, DatasetError) as e:
         raise _fail(str(e)) from e
     typer.echo(f"{summary['n_false_negatives']} missed melanoma(s) of {summary['n_melanoma']} at threshold "
@@ -272,6 +299,7 @@ def fairness(
     run: RunOpt,
     out: OutOpt,
     data: RunDataOpt = None,
+    metadata: RunMetadataOpt = None,
     split: Annotated[str, typer.Option(help="test, val, train or all.")] = "test",
 ) -> None:
     """Melanoma sensitivity/specificity/AUROC by skin type, age, sex and site, with gaps, CIs, mitigation."""
@@ -279,7 +307,7 @@ def fairness(
     from dermascan.evaluation.evaluate import audit_fairness
 
     try:
-        report = audit_fairness(run, out, data=data, split=split)
+        report = audit_fairness(run, out, data=data, split=split, index=_run_index(run, data, metadata))
     except (ValueError, FileNotFoundError, DatasetError) as e:
         raise _fail(str(e)) from e
     for sentence in report.get("summary", []):
@@ -450,26 +478,25 @@ def compare(
 @app.command()
 def demo(
     out: OutOpt = Path("demo_out"),
-    n_images: Annotated[int, typer.Option(help="Synthetic images in all.")] = 8000,
-    epochs: Annotated[int, typer.Option(help="Epochs per model.")] = 8,
+    n_images: Annotated[int | None, typer.Option(help="Synthetic images in all [default: 8000; 300 with --quick].")]
+    = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs per model [default: 8; 1 with --quick].")] = None,
     seed: Annotated[int, typer.Option(help="Seed for data, splits and training.")] = 0,
-    quick: Annotated[bool, typer.Option(help="A tiny smoke run (about a minute), not meaningful figures.")] = False,
+    quick: Annotated[bool, typer.Option(help="A tiny smoke run (about a minute), not meaningful figures; "
+                                             "--n-images, --epochs, --variant and --no-audit still apply.")] = False,
     variant: Annotated[list[str] | None, typer.Option(help="Train only these variants (cnn_ce, cnn_focal_inverse, "
                                                            "cnn_focal_sqrt, vit_focal_sqrt).")] = None,
     audit: Annotated[bool, typer.Option(help="Heat maps, errors, fairness, export and benchmark of the winner.")]
     = True,
 ) -> None:
     """The main job on the synthetic default: data, EDA, training, evaluation, comparison, one report."""
-    from dermascan.demo import VARIANTS, DemoConfig, run_demo
+    from dermascan.demo import demo_config, run_demo
 
-    unknown = sorted(set(variant or ()) - set(VARIANTS))
-    if unknown:
-        raise _fail(f"unknown variant(s) {unknown}; choose from {sorted(VARIANTS)}")
-    cfg = DemoConfig(n_images=n_images, epochs=epochs, seed=seed, audit=audit,
-                     **({"variants": tuple(variant)} if variant else {}))
-    if quick:
-        cfg = DemoConfig(n_images=300, size=48, image_size=32, epochs=1, seed=seed, lower_ci=False,
-                         extra={"batch_size": 32})
+    try:
+        cfg = demo_config(quick, n_images=n_images, epochs=epochs, seed=seed, audit=audit,
+                          variants=tuple(variant) if variant else None)
+    except ValueError as e:
+        raise _fail(str(e)) from e
     run_demo(out, cfg, echo=typer.echo)
 
 

@@ -55,6 +55,30 @@ class DemoConfig:
     audit: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        self.variants = tuple(self.variants)
+        unknown = sorted(set(self.variants) - set(VARIANTS))
+        if unknown or not self.variants:
+            raise ValueError(f"unknown variant(s) {unknown or '(none given)'}; choose from {sorted(VARIANTS)}")
+        if self.epochs < 1 or self.n_images < 1:
+            raise ValueError(f"epochs and n_images must be >= 1, got {self.epochs} and {self.n_images}")
+
+
+#: ``--quick``: a one-minute smoke run with meaningless figures. Flags given beside it still win.
+QUICK: dict[str, Any] = {"n_images": 300, "size": 48, "image_size": 32, "epochs": 1, "lower_ci": False,
+                         "extra": {"batch_size": 32}}
+
+
+def demo_config(quick: bool = False, **given: Any) -> DemoConfig:
+    """The demo's sizes: the defaults, or :data:`QUICK` with ``quick``; every ``given`` value that is not None wins.
+
+    Raises:
+        ValueError: an unknown variant or a bad size (the message names it).
+    """
+    base = {**QUICK, "extra": dict(QUICK["extra"])} if quick else {}
+    settings = {**base, **{k: v for k, v in given.items() if v is not None}}
+    return DemoConfig(**settings)
+
 
 #: name -> training overrides on top of the cpu-demo preset.
 VARIANTS: dict[str, dict[str, Any]] = {

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import shutil
+import warnings
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from PIL import Image
+from tests.conftest import write_ham_image_folder
 
 from dermascan.data.io import ImageError, load_image
 from dermascan.data.readers import DatasetError, read_dataset
@@ -109,8 +111,10 @@ def test_official_nested_layout(tmp_path: Path, tiny_isic: Path) -> None:
     root = tmp_path / "official"
     (root / "ISIC2018_Task3_Training_GroundTruth").mkdir(parents=True)
     shutil.copytree(tiny_isic / "images", root / "ISIC2018_Task3_Training_Input")
-    shutil.copy(tiny_isic / "ISIC2018_Task3_GroundTruth.csv",
-                root / "ISIC2018_Task3_Training_GroundTruth" / "ISIC2018_Task3_Training_GroundTruth.csv")
+    shutil.copy(
+        tiny_isic / "ISIC2018_Task3_GroundTruth.csv",
+        root / "ISIC2018_Task3_Training_GroundTruth" / "ISIC2018_Task3_Training_GroundTruth.csv",
+    )
     with pytest.warns(UserWarning, match="lesion"):
         index = read_dataset(root)
     assert len(index) == 42
@@ -168,3 +172,54 @@ def test_pre_resized_cache(tiny_isic: Path, tmp_path: Path) -> None:
     again = cache_images(frame, tmp_path / "cache", short_side=20)  # second call reuses the files
     assert list(again["path"]) == list(cached["path"])
     assert [Path(p).stat().st_mtime_ns for p in again["path"]] == mtimes
+
+
+def test_image_folder_reads_a_loosely_named_metadata_file_and_says_which(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    root = write_ham_image_folder(tmp_path / "ham")
+    with caplog.at_level("WARNING", logger="dermascan.data.metadata"), warnings.catch_warnings():
+        warnings.simplefilter("error")  # lesion ids are all there: no "no lesion_id" warning
+        index = read_dataset(root)
+    assert index.layout == "imagefolder" and index.has_lesion_ids
+    assert index.frame["lesion_id"].str.startswith("HAM_").all()
+    assert index.frame["lesion_id"].nunique() < len(index)  # the grouping is kept
+    assert {"age", "sex", "localization"} <= set(index.frame.columns)
+    assert "HAM10000_metadata_sample.csv" in caplog.text
+
+
+def test_metadata_option_takes_a_file_from_anywhere(tmp_path: Path) -> None:
+    root = write_ham_image_folder(tmp_path / "ham", metadata_name=None)
+    meta = pd.read_csv(tmp_path / "ham-isic" / "HAM10000_metadata.csv")
+    elsewhere = tmp_path / "elsewhere" / "lesions.csv"
+    elsewhere.parent.mkdir()
+    meta.to_csv(elsewhere, index=False)
+    with pytest.warns(UserWarning, match=r"14 of 14 image\(s\) have no lesion_id.*--metadata FILE"):
+        read_dataset(root)
+    index = read_dataset(root, metadata=elsewhere)
+    assert index.has_lesion_ids and index.frame["lesion_id"].str.startswith("HAM_").all()
+    # The same option on an ISIC folder replaces the folder's own metadata file.
+    isic = tmp_path / "ham-isic"
+    meta.assign(age=99.0).to_csv(elsewhere, index=False)
+    assert (read_dataset(isic, metadata=elsewhere).frame["age"] == 99.0).all()
+    with pytest.raises(DatasetError, match="metadata file .*missing.csv does not exist"):
+        read_dataset(root, metadata=tmp_path / "missing.csv")
+
+
+def test_several_loose_metadata_files_is_an_error_unless_one_is_chosen(tmp_path: Path) -> None:
+    root = write_ham_image_folder(tmp_path / "ham")
+    shutil.copy(root / "HAM10000_metadata_sample.csv", root / "old_metadata.csv")
+    with pytest.raises(DatasetError, match="several metadata files.*--metadata FILE"):
+        read_dataset(root)
+    assert read_dataset(root, metadata=root / "old_metadata.csv").has_lesion_ids
+    # An exact name wins over the loose ones (the documented preference).
+    shutil.copy(root / "old_metadata.csv", root / "metadata.csv")
+    assert read_dataset(root).has_lesion_ids
+
+
+def test_ham_layout_from_a_loosely_named_metadata_file(tiny_isic: Path) -> None:
+    (tiny_isic / "ISIC2018_Task3_GroundTruth.csv").unlink()
+    (tiny_isic / "HAM10000_metadata.csv").rename(tiny_isic / "HAM10000_metadata_sample.csv")
+    index = read_dataset(tiny_isic)
+    assert index.layout == "ham10000" and index.has_lesion_ids
+    assert index.class_counts() == {c: 6 for c in CLASSES}

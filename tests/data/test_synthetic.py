@@ -19,6 +19,7 @@ from dermascan.data.synthetic import (
     metadata_table,
     render_image,
 )
+from dermascan.data.synthetic import writer as synthetic_writer
 from dermascan.taxonomy import CLASSES
 
 UNIFORM = dict.fromkeys(CLASSES, 1.0)
@@ -182,7 +183,7 @@ def test_nuisance_rate_zero_and_forced_device() -> None:
 
 def test_interrupted_run_leaves_nothing_that_looks_complete(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls = {"n": 0}
-    real = synthetic._write_chunk
+    real = synthetic_writer._write_chunk
 
     def flaky(*args, **kwargs):
         calls["n"] += 1
@@ -190,7 +191,7 @@ def test_interrupted_run_leaves_nothing_that_looks_complete(tmp_path: Path, monk
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(synthetic, "_write_chunk", flaky)
+    monkeypatch.setattr(synthetic_writer, "_write_chunk", flaky)
     with pytest.raises(KeyboardInterrupt):
         generate_dataset(tmp_path / "ds", SynthConfig(n=20, size=32, workers=1), progress=False)
     assert list(tmp_path.iterdir()) == []

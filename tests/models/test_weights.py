@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from urllib.error import URLError
 
@@ -176,11 +175,12 @@ def test_imagenet_from_the_hub_cache(hub_dir: Path) -> None:
 
 
 def test_imagenet_offline_fails_fast_with_the_fix(hub_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Offline, no download is even attempted (the time it takes: benchmarks/bench_offline.py)."""
     monkeypatch.setattr(weights, "host_reachable", lambda host, **kw: False)
-    start = time.monotonic()
+    monkeypatch.setattr(torch.hub, "download_url_to_file", lambda *a, **kw: pytest.fail("download attempted"))
     with pytest.raises(WeightsUnavailableError) as err:
         create_model("resnet50", weights="imagenet")
-    assert time.monotonic() - start < 5
+    assert not (hub_dir / "checkpoints" / "resnet50-11ad3fa6.pth").exists()
     msg = str(err.value)
     assert "https://download.pytorch.org/models/resnet50-11ad3fa6.pth" in msg
     assert str(hub_dir / "checkpoints" / "resnet50-11ad3fa6.pth") in msg
@@ -209,11 +209,23 @@ def test_damaged_cache_file(hub_dir: Path) -> None:
         create_model("resnet18", weights="imagenet")
 
 
-def test_real_offline_probe_is_quick() -> None:
-    """The probe on an unroutable address returns within its timeout instead of hanging."""
-    start = time.monotonic()
+def test_real_offline_probe_says_unreachable_with_its_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The probe on an unroutable address answers False, and passes its timeout to the socket (so it cannot hang).
+
+    How long it takes is a figure, printed by benchmarks/bench_offline.py.
+    """
+    import socket
+
+    timeouts = []
+    real = socket.create_connection
+
+    def spy(address, timeout=None, *args, **kwargs):
+        timeouts.append(timeout)
+        return real(address, timeout, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "create_connection", spy)
     assert weights.host_reachable("192.0.2.1", timeout=0.5) is False  # TEST-NET-1: never routed
-    assert time.monotonic() - start < 3
+    assert timeouts == [0.5]
 
 
 def test_vit_tiny_has_no_imagenet_weights() -> None:
@@ -224,10 +236,8 @@ def test_vit_tiny_has_no_imagenet_weights() -> None:
 def test_timm_imagenet_offline(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(weights, "host_reachable", lambda host, **kw: False)
     monkeypatch.setattr(timm_models, "_cached_pretrained_file", lambda cfg: None)
-    start = time.monotonic()
     with pytest.raises(WeightsUnavailableError, match=r"(?s)timm:resnet18.*--weights PATH") as err:
         create_model("timm:resnet18", weights="imagenet")
-    assert time.monotonic() - start < 5
     assert "--weights none" in str(err.value) and "huggingface" in str(err.value)
 
 

@@ -124,9 +124,17 @@ def test_zero_focal_weight_is_weighted_ce() -> None:
 
 
 def test_class_weights_follow_the_module_but_stay_out_of_checkpoints() -> None:
-    loss_fn = MelanomaFocalLoss(torch.ones(7))
-    assert "class_weights" not in loss_fn.state_dict()
-    assert loss_fn.to(torch.float64).class_weights is not None
+    w = torch.tensor([2.0, 1.0, 0.5, 1.0, 1.0, 4.0, 3.0])
+    loss_fn = MelanomaFocalLoss(w, focal_weight=0.3)
+    assert "class_weights" not in loss_fn.state_dict()  # derived from the data, not learned: not saved
+    logits, target = torch.randn(8, 7), torch.tensor([0, 1, 2, 3, 4, 5, 6, 0])
+    expected = F.cross_entropy(logits, target, weight=w) + 0.3 * melanoma_focal_loss(logits, target)
+    moved = loss_fn.to(torch.float64)  # a cast module keeps its weights, cast, with the same values
+    assert moved.class_weights.dtype == torch.float64
+    torch.testing.assert_close(moved.class_weights, w.double())
+    # ... and still computes the float32 loss (it raised "expected scalar type Float but found Double").
+    for x in (logits, logits.double()):
+        torch.testing.assert_close(moved(x, target), expected)
     with pytest.raises(ValueError, match="class_weights"):
         MelanomaFocalLoss(torch.tensor([1.0, -1.0]))
     with pytest.raises(ValueError, match="focal_gamma"):

@@ -19,11 +19,11 @@ import pandas as pd
 from dermascan import _html, _io
 from dermascan.data.io import image_size, load_image
 from dermascan.data.readers import DermoscopyIndex
+from dermascan.data.schema import NUISANCE_FLAGS
 from dermascan.taxonomy import CLASSES, DISPLAY_NAMES
 
 CATEGORICAL_METADATA = ("sex", "localization", "fitzpatrick", "dermoscope", "dx_type")
 NUMERIC_METADATA = ("age", "diameter_mm")
-NUISANCE_FLAGS = ("hair", "ruler", "ink", "bubbles", "vignette", "blur")
 # Colour statistics come from a sample, downscaled: exact enough, and seconds rather than minutes on 10k images.
 _STATS_SIDE = 128
 

@@ -7,12 +7,19 @@ with ``skip_bad=True`` bad rows are left out instead and listed in ``index.skipp
 Layouts understood (checked in this order):
 
 * ISIC 2018 Task 3: a ``*GroundTruth*.csv`` (``image,MEL,NV,BCC,AKIEC,BKL,DF,VASC`` one-hot) with the
-  images in ``images/``, ``*_Input/`` or the folder itself; ``metadata.csv`` (ours) or HAM10000's
-  ``HAM10000_metadata.csv`` is joined on the image id when present.
+  images in ``images/``, ``*_Input/`` or the folder itself; a metadata file (see below) is joined on
+  the image id when present.
 * HAM10000 alone: ``HAM10000_metadata.csv`` (``lesion_id,image_id,dx,...``), images in ``images/`` or
-  ``HAM10000_images_part_1/`` and ``_part_2/``.
+  ``HAM10000_images_part_1/`` and ``_part_2/``. Also a folder with no class folders whose only
+  label file is a loosely named metadata file (e.g. ``HAM10000_metadata_sample.csv``) or ``metadata``.
 * ImageFolder: ``DIR/<class>/*.jpg``, class folder names matched case-insensitively (``mel``,
-  ``melanoma``, ``NV``, ``nevus`` ...).
+  ``melanoma``, ``NV``, ``nevus`` ...); a metadata file is joined like ISIC's.
+
+The metadata file (lesion ids, age, sex, site, ...) is, in order of preference: the ``metadata``
+argument (``--metadata FILE`` on the command line); ``metadata.csv`` (ours) or
+``HAM10000_metadata.csv`` in the dataset folder; else the one file in it whose name matches
+``*metadata*.csv`` (any case, e.g. ``HAM10000_metadata_sample.csv``), said in the log. Several such
+files and no exact name is an error that asks for ``--metadata``.
 """
 
 from __future__ import annotations
@@ -29,18 +36,13 @@ import numpy as np
 import pandas as pd
 
 from dermascan.data.io import ImageError, is_image_file, load_image
-from dermascan.errors import DermaScanError
+from dermascan.data.metadata import find_metadata, join_metadata, read_ham_metadata
+from dermascan.data.schema import GROUND_TRUTH_NAME, HAM10000_METADATA_NAME, DatasetError
 from dermascan.taxonomy import CLASSES, class_code
 
 log = logging.getLogger(__name__)
 
-GROUND_TRUTH_NAME = "ISIC2018_Task3_GroundTruth.csv"
-METADATA_NAMES = ("metadata.csv", "HAM10000_metadata.csv")
 _IMAGE_DIR_GLOBS = ("images", "*_Input", "HAM10000_images_part_*", "*images*")
-
-
-class DatasetError(DermaScanError, ValueError):
-    """A dataset folder that cannot be read as it is; the message names the file, row and fix."""
 
 
 @dataclass
@@ -90,6 +92,7 @@ class DermoscopyIndex:
 def read_dataset(
     root: str | Path,
     *,
+    metadata: str | Path | None = None,
     skip_bad: bool = False,
     verify_images: bool = True,
     progress: bool = False,
@@ -98,6 +101,8 @@ def read_dataset(
 
     Args:
         root: the dataset folder.
+        metadata: a metadata CSV (``image_id`` plus ``lesion_id``, ``age``, ``sex``, ...) to join on the
+            image id, wherever it lies; by default the folder's own is looked for (module docstring).
         skip_bad: leave out bad rows (missing or unreadable images, rows that are not one-hot, repeated
             ids) and list them in ``skipped`` instead of failing.
         verify_images: decode every image once so that a truncated file fails here, naming the file,
@@ -110,34 +115,41 @@ def read_dataset(
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"dataset folder {root} does not exist (create one with `dermascan synth --out {root}`)")
+    if metadata is not None and not Path(metadata).is_file():
+        raise DatasetError(f"metadata file {metadata} does not exist (--metadata takes a CSV with an image_id column)")
     skipped: list[tuple[str, str]] = []
     gt = _find_ground_truth(root)
     if gt is not None:
         frame, layout = _read_ground_truth(gt, skip_bad, skipped), "isic"
-        meta = _find_metadata(root, gt.parent)
+        meta = Path(metadata) if metadata is not None else find_metadata(root, gt.parent)
         if meta is not None:
-            frame = _join_metadata(frame, meta, skip_bad, skipped)
-    elif (root / "HAM10000_metadata.csv").is_file():
-        frame, layout = _read_ham_metadata(root / "HAM10000_metadata.csv", skip_bad, skipped), "ham10000"
+            frame = join_metadata(frame, meta, skip_bad, skipped)
+    elif (root / HAM10000_METADATA_NAME).is_file() and metadata is None:
+        frame, layout = read_ham_metadata(root / HAM10000_METADATA_NAME, skip_bad, skipped), "ham10000"
     elif _class_folders(root):
         frame, layout = _read_image_folder(root, skip_bad, skipped), "imagefolder"
-        meta = _find_metadata(root, root)
+        meta = Path(metadata) if metadata is not None else find_metadata(root)
         if meta is not None:
-            frame = _join_metadata(frame, meta, skip_bad, skipped)
+            frame = join_metadata(frame, meta, skip_bad, skipped)
+    elif (labels := Path(metadata) if metadata is not None else find_metadata(root)) is not None:
+        # No ground truth and no class folders: the metadata file's dx column is the label, as in HAM10000.
+        frame, layout = read_ham_metadata(labels, skip_bad, skipped), "ham10000"
     else:
         raise DatasetError(
             f"no dataset found in {root}: expected {GROUND_TRUTH_NAME} (ISIC 2018 Task 3), "
-            f"HAM10000_metadata.csv, or class folders such as {root}/MEL/*.jpg. "
-            f"`dermascan synth --out {root}` writes a synthetic one."
+            f"{HAM10000_METADATA_NAME} (or --metadata FILE with a dx column), or class folders such as "
+            f"{root}/MEL/*.jpg. `dermascan synth --out {root}` writes a synthetic one."
         )
 
     if "path" not in frame.columns:
         frame = _attach_paths(root, frame, skip_bad, skipped)
     has_lesions = "lesion_id" in frame.columns and frame["lesion_id"].notna().all()
     if not has_lesions:
+        n_missing = int(frame["lesion_id"].isna().sum()) if "lesion_id" in frame.columns else len(frame)
         warnings.warn(
-            f"{root}: no lesion_id for every image; each image is treated as its own lesion, so splits "
-            "cannot prevent lesion leakage. Add HAM10000_metadata.csv or metadata.csv with lesion_id.",
+            f"{root}: {n_missing} of {len(frame)} image(s) have no lesion_id; each is treated as its own "
+            "lesion, so splits cannot prevent lesion leakage. Put metadata.csv or HAM10000_metadata.csv "
+            "(with lesion_id) in the folder, or pass --metadata FILE.",
             stacklevel=2,
         )
         lesion = frame["lesion_id"] if "lesion_id" in frame.columns else pd.Series(None, index=frame.index)
@@ -154,21 +166,32 @@ def read_dataset(
     return DermoscopyIndex(root, layout, frame, skipped, has_lesions)
 
 
-def read_datasets(roots: list[str | Path], *, skip_bad: bool = False, progress: bool = False) -> DermoscopyIndex:
+def read_datasets(
+    roots: list[str | Path], *, metadata: str | Path | None = None, skip_bad: bool = False, progress: bool = False
+) -> DermoscopyIndex:
     """Read several folders as one index (e.g. the ISIC 2018 training, validation and test folders).
+
+    ``metadata`` is joined to every folder (each image takes its own row, if the file has one).
 
     Raises:
         DatasetError: an image id appears in two folders.
     """
+    if not roots:
+        raise DatasetError("no dataset folder given: pass --data DIR (`dermascan synth --out DIR` makes one)")
     if len(roots) == 1:
-        return read_dataset(roots[0], skip_bad=skip_bad, progress=progress)
-    parts = [read_dataset(r, skip_bad=skip_bad, progress=progress) for r in roots]
+        return read_dataset(roots[0], metadata=metadata, skip_bad=skip_bad, progress=progress)
+    parts = [read_dataset(r, metadata=metadata, skip_bad=skip_bad, progress=progress) for r in roots]
     frame = pd.concat([p.frame for p in parts], ignore_index=True)
     dup = frame["image_id"][frame["image_id"].duplicated()]
     if len(dup):
         raise DatasetError(f"image ids found in more than one of {[str(r) for r in roots]}: {dup.head(5).tolist()}")
-    return DermoscopyIndex(parts[0].root, parts[0].layout, frame, [s for p in parts for s in p.skipped],
-                           all(p.has_lesion_ids for p in parts))
+    return DermoscopyIndex(
+        parts[0].root,
+        parts[0].layout,
+        frame,
+        [s for p in parts for s in p.skipped],
+        all(p.has_lesion_ids for p in parts),
+    )
 
 
 # --- ISIC ground truth -------------------------------------------------------------------------------
@@ -226,70 +249,6 @@ def _check_duplicates(ids: pd.Series, path: Path, keep: np.ndarray, skip_bad: bo
     for i in np.flatnonzero(dup):
         skipped.append((str(ids.iat[i]), f"{path.name} line {i + 2}: duplicate id, first occurrence kept"))
     keep &= ~dup
-
-
-# --- metadata -----------------------------------------------------------------------------------------
-
-
-def _find_metadata(*folders: Path) -> Path | None:
-    for folder in folders:
-        for name in METADATA_NAMES:
-            if (folder / name).is_file():
-                return folder / name
-    return None
-
-
-def _read_metadata(path: Path) -> pd.DataFrame:
-    try:
-        meta = pd.read_csv(path, dtype={"image_id": str, "lesion_id": str})
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as e:
-        raise DatasetError(f"{path}: not a readable CSV ({e})") from e
-    if "image_id" not in meta.columns:
-        raise DatasetError(f"{path}: no 'image_id' column (HAM10000 header: lesion_id,image_id,dx,...)")
-    dup = meta["image_id"].duplicated()
-    if dup.any():
-        raise DatasetError(f"{path}: duplicate image ids {meta['image_id'][dup].head(5).tolist()}")
-    return meta
-
-
-def _join_metadata(frame: pd.DataFrame, path: Path, skip_bad: bool, skipped: list) -> pd.DataFrame:
-    meta = _read_metadata(path)
-    if "dx" in meta.columns:
-        meta = meta.rename(columns={"dx": "meta_dx"})
-    merged = frame.merge(meta, on="image_id", how="left", validate="one_to_one")
-    if "meta_dx" in merged.columns:
-        # The two files must agree: a disagreement means one of them is from another release.
-        meta_code = merged["meta_dx"].map(lambda d: class_code(d) if isinstance(d, str) else None)
-        bad = meta_code.notna() & (meta_code != merged["dx"])
-        for i in np.flatnonzero(bad.to_numpy()):
-            reason = (
-                f"{path.name}: dx {merged['meta_dx'].iat[i]!r} for {merged['image_id'].iat[i]!r} disagrees "
-                f"with the ground truth ({merged['dx'].iat[i]})"
-            )
-            if not skip_bad:
-                raise DatasetError(reason)
-            skipped.append((merged["image_id"].iat[i], reason))
-        merged = merged[~bad.to_numpy()].drop(columns="meta_dx")
-    return merged
-
-
-def _read_ham_metadata(path: Path, skip_bad: bool, skipped: list) -> pd.DataFrame:
-    meta = _read_metadata(path)
-    if "dx" not in meta.columns:
-        raise DatasetError(f"{path}: no 'dx' column to take the diagnosis from")
-    codes = []
-    keep = np.ones(len(meta), dtype=bool)
-    for i, dx in enumerate(meta["dx"]):
-        try:
-            codes.append(class_code(str(dx)))
-        except ValueError as e:
-            if not skip_bad:
-                raise DatasetError(f"{path.name} line {i + 2}: {e}") from e
-            skipped.append((str(meta["image_id"].iat[i]), f"{path.name} line {i + 2}: {e}"))
-            keep[i] = False
-            codes.append("")
-    meta["dx"] = codes
-    return meta[keep].reset_index(drop=True)
 
 
 # --- ImageFolder --------------------------------------------------------------------------------------

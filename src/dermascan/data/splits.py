@@ -7,6 +7,7 @@ proportions in every split. The assignment depends only on the seed and the tabl
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -20,14 +21,24 @@ SPLITS = ("train", "val", "test")
 SPLIT_COLUMNS = ["image_id", "lesion_id", "split"]
 
 
+class SplitWarning(UserWarning):
+    """A class too small to appear in every split: which splits went without it, and why."""
+
+
 def make_splits(
     frame: pd.DataFrame, val_fraction: float = 0.15, test_fraction: float = 0.15, seed: int = 0
 ) -> pd.DataFrame:
     """Assign every image to ``train``, ``val`` or ``test``, lesion-grouped and class-stratified.
 
-    Per class, lesions are shuffled with the seed and dealt to test, then val, until each holds its
-    share of that class's images; the rest go to train. A class with at least three lesions gets at
-    least one in each split, so tiny sets still have every class everywhere they can.
+    Per class, lesions are shuffled with the seed, and one of them (the last in that order) is kept
+    for training first: a class with any lesion is always learned from. The others are dealt to test,
+    then val, until each holds its share of that class's images; the rest go to train. So a class
+    with one lesion is in train only, one with two lesions in train and test, and one with three or
+    more in every split (each held-out split with a positive fraction gets at least one lesion). A
+    class missing from a held-out split is named in a :class:`SplitWarning` with its counts.
+
+    Where every class has enough lesions to fill its shares, the assignment is exactly that of
+    dealing all lesions to test, then val, then train (the reserved lesion would have gone to train).
 
     Args:
         frame: needs ``image_id``, ``lesion_id`` and ``dx`` columns (a :class:`DermoscopyIndex` frame).
@@ -50,6 +61,8 @@ def make_splits(
     # A lesion's class is that of its images; if sources disagree, the most frequent wins.
     lesion_dx = frame.groupby("lesion_id")["dx"].agg(lambda s: s.value_counts().index[0])
     lesion_size = frame.groupby("lesion_id").size()
+    fractions = {"test": test_fraction, "val": val_fraction}
+    wanted = [s for s in ("test", "val") if fractions[s] > 0]
     assignment: dict[str, str] = {}
     for k, code in enumerate(CLASSES):
         lesions = np.array(sorted(lesion_dx.index[lesion_dx == code]))
@@ -57,21 +70,46 @@ def make_splits(
             continue
         rng = np.random.default_rng([seed, k])  # per class, so adding one class leaves the others alone
         lesions = lesions[rng.permutation(len(lesions))]
+        assignment[lesions[-1]] = "train"  # reserved before val and test are dealt
         total = int(lesion_size[lesions].sum())
-        targets = {"test": test_fraction * total, "val": val_fraction * total}
+        targets = {s: fractions[s] * total for s in ("test", "val")}
         if len(lesions) >= 3:
-            targets = {s: max(t, 1.0) if f > 0 else 0.0 for (s, t), f in zip(
-                targets.items(), (test_fraction, val_fraction), strict=True)}
+            targets = {s: max(t, 1.0) if fractions[s] > 0 else 0.0 for s, t in targets.items()}
         filled = {"test": 0, "val": 0}
-        for lesion in lesions:
-            split = next((s for s in ("test", "val") if filled[s] < targets[s] - 1e-9), "train")
+        dealt = lesions[:-1]
+        for i, lesion in enumerate(dealt):
+            empty = [s for s in wanted if filled[s] == 0]
+            if len(lesions) >= 3 and empty and len(dealt) - i <= len(empty):
+                split = empty[0]  # just enough lesions left to give each empty held-out split one
+            else:
+                split = next((s for s in ("test", "val") if filled[s] < targets[s] - 1e-9), "train")
             if split != "train":
                 filled[split] += int(lesion_size[lesion])
             assignment[lesion] = split
+        _warn_if_short(code, lesions, lesion_size, assignment, wanted)
     out = frame[["image_id", "lesion_id"]].copy()
     out["split"] = out["lesion_id"].map(assignment)
     check_no_leakage(out)
     return out.reset_index(drop=True)
+
+
+def _warn_if_short(
+    code: str, lesions: np.ndarray, lesion_size: pd.Series, assignment: dict[str, str], wanted: list[str]
+) -> None:
+    """Warn, naming the class and its counts, when a held-out split that should have it went without."""
+    sizes = lesion_size[lesions].to_numpy()
+    where_to = np.array([assignment[x] for x in lesions])
+    images = {s: int(sizes[where_to == s].sum()) for s in SPLITS}
+    short = [s for s in wanted if images[s] == 0]
+    if not short:
+        return
+    where = ", ".join(f"{s} {images[s]}" for s in SPLITS)
+    message = (
+        f"class {code} has only {len(lesions)} lesion(s) ({sum(images.values())} image(s)): no {' or '.join(short)} "
+        f"image for it (images per split: {where}). Its {'/'.join(short)} figures will be undefined; "
+        "add lesions of this class, or read per-class results with that in mind."
+    )
+    warnings.warn(message, SplitWarning, stacklevel=3)
 
 
 def check_no_leakage(splits: pd.DataFrame) -> None:
@@ -114,8 +152,12 @@ def read_splits(path: str | Path, frame: pd.DataFrame | None = None) -> pd.DataF
 
 
 def combine_official(
-    train: pd.DataFrame, val: pd.DataFrame | None = None, test: pd.DataFrame | None = None,
-    val_fraction: float = 0.15, test_fraction: float = 0.15, seed: int = 0,
+    train: pd.DataFrame,
+    val: pd.DataFrame | None = None,
+    test: pd.DataFrame | None = None,
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.15,
+    seed: int = 0,
 ) -> pd.DataFrame:
     """Splits when the official ISIC 2018 validation/test folders are given.
 

@@ -69,6 +69,7 @@ import numpy as np
 import pandas as pd
 
 from dermascan import _io
+from dermascan.data.schema import NUISANCE_FLAGS  # the binary nuisance columns audited as present vs absent
 from dermascan.decision import decide
 from dermascan.evaluation._json import jsonable
 from dermascan.evaluation._validate import UndefinedMetricWarning, check_predictions, check_threshold
@@ -97,8 +98,6 @@ __all__ = [
     "otsu_threshold",
 ]
 
-#: Binary nuisance columns (0/1) audited as present vs absent.
-NUISANCE_FLAGS: tuple[str, ...] = ("hair", "ruler", "ink", "bubbles", "vignette", "blur")
 
 CONFIDENT_DEFINITION = (
     "most confidently missed = lowest p(MEL) among true melanomas with p(MEL) < threshold "

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from dermascan import _io
-from dermascan.data.readers import DatasetError, DermoscopyIndex, read_dataset
+from dermascan.data.readers import DatasetError, DermoscopyIndex
 from dermascan.decision import DecisionPolicy, apply_temperature, decide
 from dermascan.errors import DermaScanError
 from dermascan.evaluation import plots
@@ -185,11 +185,11 @@ def prediction_frame(frame: pd.DataFrame, probs: np.ndarray, threshold: float | 
 
 
 def _read_for(run: Run, data: str | Path | None, progress: bool) -> DermoscopyIndex:
-    """``data`` when given, else every folder the run was trained on (with official val/test folders)."""
-    from dermascan.data.readers import read_datasets
-    from dermascan.training.config import data_folders
+    """``data`` when given, else every folder the run was trained on (with official val/test folders and the
+    run's own metadata file)."""
+    from dermascan.training.config import TrainConfig, read_run_data
 
-    return read_dataset(data, progress=progress) if data else read_datasets(data_folders(run.config), progress=progress)
+    return read_run_data(run.config or TrainConfig(), data=data, progress=progress)
 
 
 def split_predictions(

@@ -116,7 +116,7 @@ def split_images(run_dir: Path, split: str = "val") -> list[Path]:
     ids = splits.loc[splits["split"] == split, "image_id"].tolist()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the reader's lesion-id warning concerns training, not parity
-        frame = read_dataset(root, verify_images=False).frame
+        frame = read_dataset(root, metadata=config.metadata or None, verify_images=False).frame
     paths = dict(zip(frame["image_id"].astype(str), frame["path"], strict=True))
     return [Path(paths[i]) for i in ids if i in paths]
 

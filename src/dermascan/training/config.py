@@ -9,11 +9,14 @@ import dataclasses
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from dermascan.errors import ConfigError
+
+if TYPE_CHECKING:
+    from dermascan.data.readers import DermoscopyIndex
 
 LOSSES = ("ce", "weighted_ce_focal")
 SAMPLERS = ("shuffle", "balanced")
@@ -27,6 +30,9 @@ class TrainConfig:
 
     Attributes:
         data: dataset folder (ISIC 2018, HAM10000 or ImageFolder layout).
+        metadata: optional metadata CSV (``image_id``, ``lesion_id``, age, sex, site, ...) joined to the
+            images of every folder read; by default each folder's own is found (``metadata.csv``,
+            ``HAM10000_metadata.csv`` or one ``*metadata*.csv``). Lesion ids keep splits lesion-grouped.
         out: run folder; receives config.yaml, splits.csv, best.ckpt, last.ckpt, history.csv/json.
         arch: model name for :func:`dermascan.models.create_model` (``resnet50``, ``vit_b_16``, ``resnet18``,
             ``vit_tiny``, ``timm:<name>``).
@@ -67,6 +73,7 @@ class TrainConfig:
     """
 
     data: str = ""
+    metadata: str | None = None
     out: str = "runs/run"
     arch: str = "resnet18"
     weights: str = "none"
@@ -104,8 +111,10 @@ class TrainConfig:
             (self.loss in LOSSES, f"loss must be one of {LOSSES}, got {self.loss!r}"),
             (self.sampler in SAMPLERS, f"sampler must be one of {SAMPLERS}, got {self.sampler!r}"),
             (self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}, got {self.precision!r}"),
-            (self.class_weighting in WEIGHTINGS, f"class_weighting must be one of {WEIGHTINGS}, "
-             f"got {self.class_weighting!r}"),
+            (
+                self.class_weighting in WEIGHTINGS,
+                f"class_weighting must be one of {WEIGHTINGS}, got {self.class_weighting!r}",
+            ),
             (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
             (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
             (self.lr > 0, f"lr must be > 0, got {self.lr}"),
@@ -138,9 +147,32 @@ def data_folders(config: TrainConfig | dict[str, Any]) -> list[str]:
     return [str(get(k)) for k in ("data", "val_data", "test_data") if get(k)]
 
 
+def read_run_data(
+    config: TrainConfig | dict[str, Any],
+    data: str | Path | None = None,
+    metadata: str | Path | None = None,
+    skip_bad: bool = False,
+    progress: bool = False,
+) -> DermoscopyIndex:
+    """The dataset of a run: ``data`` (default: the run's folders) with ``metadata`` (default: the run's own).
+
+    The run's metadata file goes with the run's own folders only; another ``data`` folder takes its own
+    metadata (found in it, or ``metadata``).
+    """
+    from dermascan.data.readers import read_datasets
+
+    get = config.get if isinstance(config, dict) else lambda k: getattr(config, k)
+    if data is None:
+        return read_datasets(
+            data_folders(config), metadata=metadata or get("metadata"), skip_bad=skip_bad, progress=progress
+        )
+    return read_datasets([data], metadata=metadata, skip_bad=skip_bad, progress=progress)
+
+
 def list_presets() -> list[str]:
-    return sorted(p.name.removesuffix(".yaml") for p in resources.files("dermascan.configs").iterdir()
-                  if p.name.endswith(".yaml"))
+    return sorted(
+        p.name.removesuffix(".yaml") for p in resources.files("dermascan.configs").iterdir() if p.name.endswith(".yaml")
+    )
 
 
 def load_preset(name: str) -> dict[str, Any]:
@@ -150,9 +182,7 @@ def load_preset(name: str) -> dict[str, Any]:
     return yaml.safe_load(path.read_text()) or {}
 
 
-def resolve_config(
-    preset: str | None = None, config_file: str | Path | None = None, **overrides: Any
-) -> TrainConfig:
+def resolve_config(preset: str | None = None, config_file: str | Path | None = None, **overrides: Any) -> TrainConfig:
     """Defaults < preset < YAML file < explicit overrides (``None`` overrides are ignored)."""
     merged: dict[str, Any] = {}
     if preset:

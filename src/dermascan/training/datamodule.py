@@ -13,11 +13,11 @@ from torch.utils.data import DataLoader
 
 from dermascan.config import Preprocessing
 from dermascan.data.datasets import DermoscopyDataset, cache_images
-from dermascan.data.readers import DermoscopyIndex, read_datasets
+from dermascan.data.readers import DermoscopyIndex
 from dermascan.data.sampling import BalancedSampler, SeededSampler, ShardedShuffleSampler, class_counts
 from dermascan.data.splits import combine_official, make_splits, read_splits, write_splits
 from dermascan.data.transforms import Augmentation, eval_transform, train_transform
-from dermascan.training.config import TrainConfig, data_folders
+from dermascan.training.config import TrainConfig, read_run_data
 
 log = logging.getLogger(__name__)
 
@@ -40,18 +40,27 @@ class DermoscopyDataModule(L.LightningDataModule):
         """Read, split and (optionally) cache. Runs in the launching process before any DDP worker starts."""
         cfg = self.config
         if self.index is None:
-            self.index = read_datasets(data_folders(cfg), skip_bad=cfg.skip_bad, progress=True)
+            self.index = read_run_data(cfg, skip_bad=cfg.skip_bad, progress=True)
         split_path = Path(cfg.out) / "splits.csv"
         if split_path.exists():
             self.splits = read_splits(split_path, self.index.frame)
         elif cfg.val_data or cfg.test_data:
             # The official validation/test folders are kept whole; only what is missing is carved from data.
             frame = self.index.frame
-            parts = {k: frame[frame["path"].map(lambda p, r=Path(getattr(cfg, k)).resolve(): r in Path(p).resolve()
-                                                .parents)] for k in ("val_data", "test_data") if getattr(cfg, k)}
+            parts = {
+                k: frame[frame["path"].map(lambda p, r=Path(getattr(cfg, k)).resolve(): r in Path(p).resolve().parents)]
+                for k in ("val_data", "test_data")
+                if getattr(cfg, k)
+            }
             held = pd.concat(list(parts.values()))
-            self.splits = combine_official(frame[~frame["image_id"].isin(held["image_id"])], parts.get("val_data"),
-                                           parts.get("test_data"), cfg.val_fraction, cfg.test_fraction, cfg.seed)
+            self.splits = combine_official(
+                frame[~frame["image_id"].isin(held["image_id"])],
+                parts.get("val_data"),
+                parts.get("test_data"),
+                cfg.val_fraction,
+                cfg.test_fraction,
+                cfg.seed,
+            )
             write_splits(self.splits, split_path)
         else:
             self.splits = make_splits(self.index.frame, cfg.val_fraction, cfg.test_fraction, cfg.seed)
@@ -77,8 +86,15 @@ class DermoscopyDataModule(L.LightningDataModule):
 
     def _loader(self, dataset: DermoscopyDataset, sampler=None, shuffle: bool = False) -> DataLoader:
         workers = self.num_workers
-        return DataLoader(dataset, batch_size=self.config.batch_size, sampler=sampler, shuffle=shuffle,
-                          num_workers=workers, persistent_workers=workers > 0, drop_last=False)
+        return DataLoader(
+            dataset,
+            batch_size=self.config.batch_size,
+            sampler=sampler,
+            shuffle=shuffle,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            drop_last=False,
+        )
 
     def train_dataloader(self) -> DataLoader:
         frame = self.frame("train")

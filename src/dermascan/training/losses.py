@@ -112,7 +112,9 @@ class MelanomaFocalLoss(nn.Module):
             logits: ``(B, K)`` raw scores.
             target: ``(B,)`` class indices.
         """
-        ce = F.cross_entropy(logits.float(), target, weight=self.class_weights)
+        # Both terms are computed in float32 whatever the module was cast to (.double(), a "-true" precision).
+        weight = None if self.class_weights is None else self.class_weights.float()
+        ce = F.cross_entropy(logits.float(), target, weight=weight)
         focal = melanoma_focal_loss(logits, target, self.focal_gamma, self.melanoma_index)
         return ce, focal
 

@@ -63,8 +63,13 @@ def resolve_precision(precision: str, accelerator: str) -> str:
     return "bf16-mixed" if cpu_has_fast_bf16() else "32-true"
 
 
-def train(config: TrainConfig, resume: bool = False, index: DermoscopyIndex | None = None,
-          progress: bool = True, callbacks: list[L.Callback] | None = None) -> RunResult:
+def train(
+    config: TrainConfig,
+    resume: bool = False,
+    index: DermoscopyIndex | None = None,
+    progress: bool = True,
+    callbacks: list[L.Callback] | None = None,
+) -> RunResult:
     """Train one model as ``config`` says; with ``resume``, continue from ``out/last.ckpt``.
 
     ``index`` skips re-reading a dataset already in memory; ``callbacks`` are added to the trainer's.
@@ -82,19 +87,26 @@ def train(config: TrainConfig, resume: bool = False, index: DermoscopyIndex | No
     out.mkdir(parents=True, exist_ok=True)
     L.seed_everything(config.seed, workers=True, verbose=False)
 
-    model = create_model(config.arch, num_classes=len(CLASSES), weights=config.weights, freeze=config.freeze,
-                         image_size=config.image_size)
+    model = create_model(
+        config.arch,
+        num_classes=len(CLASSES),
+        weights=config.weights,
+        freeze=config.freeze,
+        image_size=config.image_size,
+    )
     data = DermoscopyDataModule(config, model.preprocessing, index=index)
     data.prepare()
     counts = data.train_counts()
     weighting = "uniform" if config.loss == "ce" else config.class_weighting
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # an absent class is reported by the reader/EDA already
-        weights = class_weights(counts, weighting)
-    loss_fn = create_loss(config.loss,
-                          class_weights=None if config.loss == "ce" else torch.as_tensor(weights, dtype=torch.float32),
-                          focal_gamma=config.focal_gamma, focal_weight=config.focal_weight,
-                          melanoma_index=MELANOMA_INDEX)
+    # Splits give every class of the data a training lesion; a class absent from the data gets weight 0, said once.
+    weights = class_weights(counts, weighting)
+    loss_fn = create_loss(
+        config.loss,
+        class_weights=None if config.loss == "ce" else torch.as_tensor(weights, dtype=torch.float32),
+        focal_gamma=config.focal_gamma,
+        focal_weight=config.focal_weight,
+        melanoma_index=MELANOMA_INDEX,
+    )
     meta: dict[str, Any] = {
         "arch": config.arch,
         "num_classes": len(CLASSES),
@@ -108,12 +120,26 @@ def train(config: TrainConfig, resume: bool = False, index: DermoscopyIndex | No
     save_config(config, out / "config.yaml")
     module = LesionClassifier(model, loss_fn, config, meta)
 
-    best = ModelCheckpoint(dirpath=out, filename="best", monitor="val_selection", mode="max", save_top_k=1,
-                           enable_version_counter=False, auto_insert_metric_name=False)
+    best = ModelCheckpoint(
+        dirpath=out,
+        filename="best",
+        monitor="val_selection",
+        mode="max",
+        save_top_k=1,
+        enable_version_counter=False,
+        auto_insert_metric_name=False,
+    )
     # A second, unmonitored checkpoint rewritten every epoch: Lightning's save_last only writes "last" when the
     # monitored one improves, which would make --resume lose every epoch since the last improvement.
-    last_ckpt = ModelCheckpoint(dirpath=out, filename="last", monitor=None, save_top_k=1, every_n_epochs=1,
-                                enable_version_counter=False, auto_insert_metric_name=False)
+    last_ckpt = ModelCheckpoint(
+        dirpath=out,
+        filename="last",
+        monitor=None,
+        save_top_k=1,
+        every_n_epochs=1,
+        enable_version_counter=False,
+        auto_insert_metric_name=False,
+    )
     callbacks = [
         *(callbacks or []),
         best,
@@ -147,5 +173,6 @@ def train(config: TrainConfig, resume: bool = False, index: DermoscopyIndex | No
     history_path = out / "history.json"
     rows = json.loads(history_path.read_text()) if history_path.exists() else []
     score = best.best_model_score
-    return RunResult(out, out / "best.ckpt", last, trainer.current_epoch,
-                     float(score) if score is not None else float("nan"), rows)
+    return RunResult(
+        out, out / "best.ckpt", last, trainer.current_epoch, float(score) if score is not None else float("nan"), rows
+    )
