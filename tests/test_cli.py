@@ -200,3 +200,48 @@ def test_demo_quick_honours_variant_epochs_size_and_no_audit(tmp_path: Path, mon
     assert bad.exit_code == 2 and "cnn_nope" in bad.output and "cnn_focal_sqrt" in bad.output
     bad = runner.invoke(app, [*args, "--epochs", "0"])
     assert bad.exit_code == 2 and "epochs" in bad.output
+
+
+def test_cli_choices_are_the_librarys_own() -> None:
+    """A Literal choice of the CLI must list exactly what the library accepts (they are written twice)."""
+    from typing import get_args
+
+    from dermascan.cli import _app
+    from dermascan.evaluation.evaluate import SPLIT_CHOICES
+    from dermascan.explain.run import METHODS
+    from dermascan.inference.bundle import MODEL_FORMATS, PRECISIONS
+    from dermascan.inference.runtimes import RUNTIMES
+    from dermascan.scoring.score import ENGINES
+    from dermascan.training import config
+
+    assert get_args(_app.Split) == SPLIT_CHOICES
+    assert get_args(_app.Method) == METHODS
+    assert get_args(_app.ModelFormat) == MODEL_FORMATS
+    assert get_args(_app.BundlePrecision) == PRECISIONS
+    assert get_args(_app.Runtime) == ("auto", *RUNTIMES)
+    assert get_args(_app.Engine) == ENGINES
+    assert get_args(_app.Loss) == config.LOSSES
+    assert get_args(_app.Weighting) == config.WEIGHTINGS
+    assert get_args(_app.Sampler) == config.SAMPLERS
+    assert get_args(_app.TrainPrecision) == config.PRECISIONS
+
+
+def test_train_options_are_the_train_config_fields() -> None:
+    import dataclasses
+    import inspect
+
+    from dermascan.cli.training import ASSEMBLY_OPTIONS, YAML_ONLY_FIELDS, train
+    from dermascan.training.config import TrainConfig
+
+    options = set(inspect.signature(train).parameters)
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    assert options - set(ASSEMBLY_OPTIONS) == fields - set(YAML_ONLY_FIELDS)
+
+
+def test_bad_choice_and_user_errors_are_one_line_not_a_traceback(tmp_path: Path) -> None:
+    bad_choice = runner.invoke(app, ["evaluate", "--run", str(tmp_path), "--out", str(tmp_path / "e"),
+                                     "--split", "holdout"])
+    assert bad_choice.exit_code == 2 and "holdout" in bad_choice.output
+    not_a_run = runner.invoke(app, ["explain", "--run", str(tmp_path), "--image", str(tmp_path / "x.jpg")])
+    assert not_a_run.exit_code == 2 and not_a_run.output.startswith("error: ")
+    assert "Traceback" not in not_a_run.output and "dermascan train" in not_a_run.output

@@ -1,0 +1,85 @@
+"""The operator's commands: run the clinical service, manage clinics and their keys, migrate the database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from dermascan.cli._app import DbOpt, app
+
+clinic_app = typer.Typer(help="Clinics and their API keys.", no_args_is_help=True)
+db_app = typer.Typer(help="The service's database.", no_args_is_help=True)
+app.add_typer(clinic_app, name="clinic")
+app.add_typer(db_app, name="db")
+
+
+def _session(db: str):  # type: ignore[no-untyped-def]
+    from dermascan.store import check_schema, make_engine, session_factory, transaction
+
+    engine = make_engine(db)
+    check_schema(engine)
+    return transaction(session_factory(engine))
+
+
+@app.command()
+def serve(
+    bundle: Annotated[Path, typer.Option(help="Model bundle folder.")],
+    db: Annotated[str | None, typer.Option(help="Database URL (default: SQLite in the data folder).")] = None,
+    host: Annotated[str | None, typer.Option(help="Address to listen on [default: 127.0.0.1].")] = None,
+    port: Annotated[int | None, typer.Option(help="TCP port [default: 8000].")] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML file of settings (see ServeSettings).")] = None,
+    dev: Annotated[bool, typer.Option(help="Development: a throwaway patient key if none is set.")] = False,
+    patient_key_file: Annotated[Path | None, typer.Option(help="File holding the patient-hash key.")] = None,
+) -> None:
+    """The clinical HTTP service (one uvicorn worker per process; see /docs)."""
+    from dermascan.serving.server import serve as run_server
+    from dermascan.serving.settings import ServeSettings
+
+    settings = ServeSettings.load(config, bundle=bundle, db=db, host=host, port=port, dev=dev or None,
+                                  patient_key_file=patient_key_file)
+    run_server(settings)
+
+
+@clinic_app.command("add")
+def clinic_add(name: Annotated[str, typer.Argument(help="Clinic name; its id is the lower-case slug.")],
+               db: DbOpt) -> None:
+    """Add a clinic (or a key to an existing one) and print the new API key once, on its own line."""
+    from dermascan.store.clinics import add_clinic
+
+    with _session(db) as session:
+        clinic, key = add_clinic(session, name)
+    typer.echo(f"clinic_id: {clinic.id}  (the key below is shown once; only its hash is stored)", err=True)
+    typer.echo(key)
+
+
+@clinic_app.command("revoke")
+def clinic_revoke(clinic_id: Annotated[str, typer.Argument(help="The clinic's id.")], db: DbOpt,
+                  key: Annotated[str | None, typer.Option(help="Revoke only the key with this prefix "
+                                                               "(its first 12 characters).")] = None) -> None:
+    """Revoke a clinic's keys (all, or one by its prefix)."""
+    from dermascan.store.clinics import revoke
+
+    with _session(db) as session:
+        n = revoke(session, clinic_id, key[:12] if key else None)
+    typer.echo(f"revoked {n} key(s) of {clinic_id}")
+
+
+@clinic_app.command("list")
+def clinic_list(db: DbOpt) -> None:
+    """Clinics and their active keys."""
+    from dermascan.store.clinics import list_clinics
+
+    with _session(db) as session:
+        for clinic, active in list_clinics(session):
+            typer.echo(f"{clinic.id}\t{clinic.name}\t{active} active key(s)")
+
+
+@db_app.command("upgrade")
+def db_upgrade(db: DbOpt) -> None:
+    """Create or migrate the database to this version's schema (safe on an up-to-date one)."""
+    from dermascan.store import make_engine, upgrade
+
+    before, after = upgrade(make_engine(db))
+    typer.echo(f"database at revision {after}" + ("" if before == after else f" (was {before or 'empty'})"))
