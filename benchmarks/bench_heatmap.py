@@ -73,10 +73,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     cases = [c for c in CASES if not args.quick or c[1] == 64]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch 1, median of {args.runs} runs (ms)")
-    header = (
-        f"{'model':<10} {'px':>4} {'plain':>8} {'grad-cam':>9} {'x':>6} {'attn':>8} {'x':>6} "
-        f"{'head':>8} {'x':>6}"
-    )
+    header = f"{'model':<10} {'px':>4} {'plain':>8} {'grad-cam':>9} {'x':>6} {'attn':>8} {'x':>6} {'head':>8} {'x':>6}"
     print(header)
     print("-" * len(header))
     for name, size in cases:

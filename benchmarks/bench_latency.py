@@ -47,8 +47,9 @@ def _p(result: dict[str, Any], stage: str, q: str = "p50") -> float:
     return float(result["latency_ms"][stage][q])
 
 
-def bench_arch(arch: str, workdir: Path, repeats: int, batch_sizes: list[int], threads: int | None,
-               specs: list[str], rounds: int) -> dict[str, Any]:
+def bench_arch(
+    arch: str, workdir: Path, repeats: int, batch_sizes: list[int], threads: int | None, specs: list[str], rounds: int
+) -> dict[str, Any]:
     """Export ``arch`` with and without heat maps, benchmark the first and measure the heat map's cost;
     the same at int8 for a CNN."""
     t0 = time.perf_counter()
@@ -56,11 +57,18 @@ def bench_arch(arch: str, workdir: Path, repeats: int, batch_sizes: list[int], t
     no_maps = random_bundle(workdir / f"{arch}-logits", arch, 224, heatmap=False)
     int8 = None
     if arch.startswith("resnet"):
-        int8 = (random_bundle(workdir / f"{arch}-int8-maps", arch, 224, precision="int8"),
-                random_bundle(workdir / f"{arch}-int8-logits", arch, 224, precision="int8", heatmap=False))
+        int8 = (
+            random_bundle(workdir / f"{arch}-int8-maps", arch, 224, precision="int8"),
+            random_bundle(workdir / f"{arch}-int8-logits", arch, 224, precision="int8", heatmap=False),
+        )
     export_s = time.perf_counter() - t0
-    kwargs = {"repeats": repeats, "batch_sizes": batch_sizes, "throughput_repeats": 1, "threads": threads,
-              "rounds": rounds}
+    kwargs = {
+        "repeats": repeats,
+        "batch_sizes": batch_sizes,
+        "throughput_repeats": 1,
+        "threads": threads,
+        "rounds": rounds,
+    }
     reports = [run_benchmark(with_maps, runtimes=specs, **kwargs)]
     image = synthetic_jpeg()
     costs = []
@@ -97,8 +105,10 @@ def summarise(runs: dict[str, dict[str, Any]]) -> list[str]:
         costs = {c["spec"]: c for c in run["heatmap_cost"] if "error" not in c}
         lines.append(f"\n{arch}: heat-map cost (maps in the graph + rendering vs the logits-only graph, medians):")
         for c in costs.values():
-            lines.append(f"  {c['spec']:<14} logits-only {c['logits_only_ms']:7.1f} ms, with maps "
-                         f"{c['with_maps_ms']:7.1f} ms, render {c['render_ms']:5.2f} ms -> {100 * c['cost']:+5.1f}%")
+            lines.append(
+                f"  {c['spec']:<14} logits-only {c['logits_only_ms']:7.1f} ms, with maps "
+                f"{c['with_maps_ms']:7.1f} ms, render {c['render_ms']:5.2f} ms -> {100 * c['cost']:+5.1f}%"
+            )
         served = list(results)
         if not served:
             continue
@@ -107,20 +117,28 @@ def summarise(runs: dict[str, dict[str, Any]]) -> list[str]:
             speedup = results[best]["speedup_p50"]
             spread = ", ".join(f"{x:.2f}" for x in results[best].get("speedup_p50_rounds", []))
             plain = results[best].get("speedup_vs_pipeline_p50", float("nan"))
-            lines.append(f"  TARGET resnet50 >= 3x the plain eager pipeline at p50: {best} -> {plain:.2f}x -> "
-                         f"{'MET' if plain >= 3 else 'NOT MET'}")
-            lines.append(f"  TARGET resnet50 >= 3x the Predictor on eager PyTorch at p50 (stricter): {best} "
-                         f"{_p(results[best], 'total'):.1f} ms vs {_p(reference[best], 'total'):.1f} ms = "
-                         f"{speedup:.2f}x (rounds: {spread}) -> {'MET' if speedup >= 3 else 'NOT MET'}")
+            lines.append(
+                f"  TARGET resnet50 >= 3x the plain eager pipeline at p50: {best} -> {plain:.2f}x -> "
+                f"{'MET' if plain >= 3 else 'NOT MET'}"
+            )
+            lines.append(
+                f"  TARGET resnet50 >= 3x the Predictor on eager PyTorch at p50 (stricter): {best} "
+                f"{_p(results[best], 'total'):.1f} ms vs {_p(reference[best], 'total'):.1f} ms = "
+                f"{speedup:.2f}x (rounds: {spread}) -> {'MET' if speedup >= 3 else 'NOT MET'}"
+            )
             if best in costs:
                 cost = costs[best]["cost"]
-                lines.append(f"  TARGET heat map < 10% of inference on {best}: {100 * cost:+.1f}% -> "
-                             f"{'MET' if cost < 0.10 else 'NOT MET'}")
+                lines.append(
+                    f"  TARGET heat map < 10% of inference on {best}: {100 * cost:+.1f}% -> "
+                    f"{'MET' if cost < 0.10 else 'NOT MET'}"
+                )
         if arch == "vit_b_16":
             best95 = min(served, key=lambda spec: _p(results[spec], "total", "p95"))
             v = _p(results[best95], "total", "p95")
-            lines.append(f"  TARGET vit_b_16 with attention map < 100 ms p95: {best95} {v:.1f} ms -> "
-                         f"{'MET' if v < 100 else 'NOT MET'}")
+            lines.append(
+                f"  TARGET vit_b_16 with attention map < 100 ms p95: {best95} {v:.1f} ms -> "
+                f"{'MET' if v < 100 else 'NOT MET'}"
+            )
     return lines
 
 
@@ -131,15 +149,20 @@ def main() -> None:
     parser.add_argument("--batch-sizes", type=int, nargs="*", default=[8, 16], help="throughput batch sizes")
     parser.add_argument("--runtimes", nargs="+", default=SPECS, help="runtime[:precision] specs to compare")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of every runtime, in rotated order")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="intra-op threads of every runtime (default: each runtime's own, all cores)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="intra-op threads of every runtime (default: each runtime's own, all cores)",
+    )
     parser.add_argument("--out", type=Path, default=None, help="also write every figure to this JSON file")
     args = parser.parse_args()
     runs = {}
     with tempfile.TemporaryDirectory() as tmp:
         for arch in args.archs:
-            runs[arch] = bench_arch(arch, Path(tmp), args.repeats, args.batch_sizes, args.threads, args.runtimes,
-                                    args.rounds)
+            runs[arch] = bench_arch(
+                arch, Path(tmp), args.repeats, args.batch_sizes, args.threads, args.runtimes, args.rounds
+            )
             for report in runs[arch]["benchmarks"]:
                 print(f"\n{format_table(report)}")
             print(f"(export of both bundles: {runs[arch]['export_s']:.0f} s)")

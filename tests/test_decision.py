@@ -9,8 +9,14 @@ from dermascan.decision import DecisionPolicy, RiskBands, apply_temperature, dec
 
 
 def test_policy_round_trips_through_a_dict_with_tta() -> None:
-    policy = DecisionPolicy(temperature=1.3, threshold=0.2, risk_bands=RiskBands(0.05, 0.2), criterion="lower_ci",
-                            target_sensitivity=0.9, tta=True)
+    policy = DecisionPolicy(
+        temperature=1.3,
+        threshold=0.2,
+        risk_bands=RiskBands(0.05, 0.2),
+        criterion="lower_ci",
+        target_sensitivity=0.9,
+        tta=True,
+    )
     assert DecisionPolicy.from_dict(policy.to_dict()) == policy
     # an operating_point.json written before the tta field existed reads as single-view
     assert DecisionPolicy.from_dict({"temperature": 1.0, "threshold": 0.3}).tta is False

@@ -53,7 +53,5 @@ def paragraph(text: str, cls: str = "") -> str:
 def write_page(path: str | Path, title: str, sections: Sequence[Section], subtitle: str = "") -> Path:
     from dermascan import __version__
 
-    page = _env.get_template("page.html").render(
-        title=title, subtitle=subtitle, sections=sections, version=__version__
-    )
+    page = _env.get_template("page.html").render(title=title, subtitle=subtitle, sections=sections, version=__version__)
     return _io.write_text(path, page)

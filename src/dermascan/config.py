@@ -39,9 +39,7 @@ class Preprocessing:
             # torchvision's 256/224 ratio: the crop drops the dark dermoscope corners a little.
             object.__setattr__(self, "resize_size", round(self.input_size * 256 / 224))
         if self.resize_size < self.input_size:
-            raise ValueError(
-                f"resize_size ({self.resize_size}) must be >= input_size ({self.input_size})"
-            )
+            raise ValueError(f"resize_size ({self.resize_size}) must be >= input_size ({self.input_size})")
         if self.interpolation not in ("bilinear", "bicubic"):
             raise ValueError(f"interpolation must be 'bilinear' or 'bicubic', got {self.interpolation!r}")
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:

@@ -20,7 +20,6 @@ from PIL import Image
 __all__ = ["DEMO_OPERATING_POINT", "random_bundle", "random_run", "synthetic_jpeg"]
 
 
-
 def synthetic_jpeg(width: int = 1024, height: int = 768, seed: int = 0, quality: int = 90) -> bytes:
     """A smooth, skin-coloured JPEG with a dark blob, ``width x height``: realistic to decode (noise-free
     photos compress like this), no data needed."""
@@ -129,9 +128,14 @@ def random_bundle(
         (run / "operating_point.json").write_text(json.dumps(operating_point))
     images = [synthetic_jpeg(96 + 24 * i, 72 + 8 * i, seed=i) for i in range(4)]
     calibration = [synthetic_jpeg(300 + 8 * i, 240, seed=100 + i) for i in range(16)] if precision == "int8" else None
-    return export_bundle(run, bundle, fmt=fmt, precision=precision, parity_images=images, heatmap=heatmap,
-                         calibration_images=calibration,
-                         parity_runtimes=list(parity_runtimes) if parity_runtimes is not None else None,
-                         overwrite=True)
-
-
+    return export_bundle(
+        run,
+        bundle,
+        fmt=fmt,
+        precision=precision,
+        parity_images=images,
+        heatmap=heatmap,
+        calibration_images=calibration,
+        parity_runtimes=list(parity_runtimes) if parity_runtimes is not None else None,
+        overwrite=True,
+    )

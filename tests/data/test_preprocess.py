@@ -47,8 +47,9 @@ def test_random_shapes_equal_eval_transform() -> None:
     rng = np.random.default_rng(1)
     for i in range(8):
         w, h = (int(v) for v in rng.integers(16, 400, 2))
-        pre = Preprocessing(input_size=int(rng.choice([32, 48, 64])), interpolation=str(rng.choice(["bilinear",
-                                                                                                    "bicubic"])))
+        pre = Preprocessing(
+            input_size=int(rng.choice([32, 48, 64])), interpolation=str(rng.choice(["bilinear", "bicubic"]))
+        )
         _assert_matches_eval_transform(_random_image(w, h, seed=i), pre)
 
 

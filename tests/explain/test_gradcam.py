@@ -35,10 +35,9 @@ def test_gradcam_equals_cam_formula_for_pool_linear_head(resnet: torch.nn.Module
     result = grad_cam(resnet, x, class_index=[3, 5])
     feats = _layer4(resnet, x)  # (B, C, h, w)
     h, w = feats.shape[-2:]
-    expected = torch.stack([
-        torch.relu(torch.einsum("c,chw->hw", resnet.fc.weight[k], feats[b])) / (h * w)
-        for b, k in enumerate([3, 5])
-    ])  # (B, h, w)
+    expected = torch.stack(
+        [torch.relu(torch.einsum("c,chw->hw", resnet.fc.weight[k], feats[b])) / (h * w) for b, k in enumerate([3, 5])]
+    )  # (B, h, w)
     assert result.maps.shape == (2, 2, 2)
     torch.testing.assert_close(result.maps, expected, atol=1e-6, rtol=1e-4)
     assert result.layer == "layer4"

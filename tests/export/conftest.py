@@ -21,5 +21,3 @@ def run_with_data(tiny_isic: Path, tmp_path: Path) -> tuple[Path, list[str]]:
     splits = pd.DataFrame({"image_id": ids, "lesion_id": ids, "split": ["val" if i in val else "train" for i in ids]})
     splits.to_csv(run / "splits.csv", index=False)
     return run, val
-
-

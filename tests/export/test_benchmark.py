@@ -21,8 +21,16 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_isolated_runs_side_by_side_with_the_eager_reference(bundle: Path, tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
-    report = run_benchmark(bundle, runtimes=["onnxruntime", "torchscript"], out_json=out, repeats=3, warmup=1,
-                           batch_sizes=(2,), throughput_repeats=1, threads=1)
+    report = run_benchmark(
+        bundle,
+        runtimes=["onnxruntime", "torchscript"],
+        out_json=out,
+        repeats=3,
+        warmup=1,
+        batch_sizes=(2,),
+        throughput_repeats=1,
+        threads=1,
+    )
     assert json.loads(out.read_text())["results"] == json.loads(json.dumps(report["results"]))
     by_spec = {r["spec"]: r for r in report["results"]}
     assert list(by_spec) == [PLAIN_EAGER, "torch", "onnxruntime"]  # the references are added first
@@ -44,8 +52,9 @@ def test_isolated_runs_side_by_side_with_the_eager_reference(bundle: Path, tmp_p
 
 def test_in_process_run(bundle: Path) -> None:
     image = synthetic_jpeg(320, 240)
-    report = run_benchmark(bundle, runtimes=["openvino:bf16"], image=image, repeats=2, warmup=1, batch_sizes=(),
-                           isolate=False)
+    report = run_benchmark(
+        bundle, runtimes=["openvino:bf16"], image=image, repeats=2, warmup=1, batch_sizes=(), isolate=False
+    )
     specs = [r["spec"] for r in report["results"]] + list(report["skipped"])
     assert specs[:2] == [PLAIN_EAGER, "torch"] and "openvino:bf16" in specs
     assert report["image"]["size"] == [320, 240] and report["settings"]["isolate"] is False
@@ -53,8 +62,18 @@ def test_in_process_run(bundle: Path) -> None:
 
 def test_rounds_pool_samples_and_keep_each_rounds_speedup(bundle: Path) -> None:
     image = synthetic_jpeg(320, 240)
-    report = run_benchmark(bundle, runtimes=["onnxruntime"], image=image, repeats=2, warmup=1, batch_sizes=(2,),
-                           throughput_repeats=1, isolate=False, rounds=2, threads=1)
+    report = run_benchmark(
+        bundle,
+        runtimes=["onnxruntime"],
+        image=image,
+        repeats=2,
+        warmup=1,
+        batch_sizes=(2,),
+        throughput_repeats=1,
+        isolate=False,
+        rounds=2,
+        threads=1,
+    )
     by_spec = {r["spec"]: r for r in report["results"]}
     assert list(by_spec) == [PLAIN_EAGER, "torch", "onnxruntime"] and report["settings"]["rounds"] == 2
     for r in by_spec.values():

@@ -41,8 +41,7 @@ def test_identical_models_agree(tmp_path: Path) -> None:
         warnings.simplefilter("ignore")  # uncalibrated run
         a = Predictor.from_path(run, device="cpu")
         b = Predictor.from_path(run, device="cpu")
-    batches, errors = prepare_batches(a, [synthetic_jpeg(60, 50, seed=i) for i in range(5)] + [b"broken"],
-                                      batch_size=2)
+    batches, errors = prepare_batches(a, [synthetic_jpeg(60, 50, seed=i) for i in range(5)] + [b"broken"], batch_size=2)
     assert [len(x) for x in batches] == [2, 2, 1] and len(errors) == 1
     report = compare(a, b, batches)
     assert report.n_images == 5 and report.max_abs_prob_diff == 0.0 and report.passed

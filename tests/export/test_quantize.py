@@ -121,8 +121,11 @@ def test_int8_falls_back_to_float_ends_when_all_int8_fails_parity(
     ops = [n.op_type for n in onnx.load(str(bundle / "model.onnx")).graph.node]
     assert "QuantizeLinear" in ops  # still an int8 graph in the middle
 
-    monkeypatch.setattr(export_lib, "check_bundle_parity",
-                        lambda *a, **k: (_ for _ in ()).throw(ExportParityError("simulated: always fails", [])))
+    monkeypatch.setattr(
+        export_lib,
+        "check_bundle_parity",
+        lambda *a, **k: (_ for _ in ()).throw(ExportParityError("simulated: always fails", [])),
+    )
     with pytest.raises(ExportParityError, match="then, with the first convolution and last stage in float"):
         random_bundle(tmp_path / "refused", "resnet18", 64, precision="int8", parity_runtimes=["onnxruntime"])
     assert not (tmp_path / "refused" / "bundle").exists()

@@ -43,8 +43,14 @@ def test_manifest_describes_the_model(bundle: Path) -> None:
     assert m["preprocessing"]["input_size"] == 64
     assert m["decision"]["temperature"] == 1.5 and m["decision"]["threshold"] == 0.2
     assert m["decision"]["risk_bands"] == {"moderate": 0.07, "high": 0.2}
-    assert m["model"] == {**m["model"], "format": "onnx", "file": "model.onnx", "precision": "fp32",
-                          "outputs": ["logits", "maps"], "heatmap": "cam"}
+    assert m["model"] == {
+        **m["model"],
+        "format": "onnx",
+        "file": "model.onnx",
+        "precision": "fp32",
+        "outputs": ["logits", "maps"],
+        "heatmap": "cam",
+    }
     assert set(m["files"]) == {"model.onnx", "weights.safetensors"}
     assert all(len(f["sha256"]) == 64 and f["bytes"] > 0 for f in m["files"].values())
     assert {"data", "config", "checkpoint"} <= set(m["fingerprints"])
@@ -134,8 +140,9 @@ def test_existing_output_folder_is_not_overwritten(run: Path, bundle: Path) -> N
 
 
 def test_explicit_name_and_version(run: Path, tmp_path: Path) -> None:
-    out = export_bundle(run, tmp_path / "ts", fmt="torchscript", parity_images=IMAGES[:2], name="derma-cnn",
-                        version="2.4.1")
+    out = export_bundle(
+        run, tmp_path / "ts", fmt="torchscript", parity_images=IMAGES[:2], name="derma-cnn", version="2.4.1"
+    )
     p = Predictor.from_path(out)
     assert p.runtime == "torchscript" and p.model_version == "2.4.1" and p.card.name == "derma-cnn"
     assert p.predict(IMAGES[:1])[0].to_dict()["model_version"] == "2.4.1"

@@ -29,8 +29,15 @@ from dermascan.models import load_checkpoint
 from dermascan.taxonomy import API_NAMES, CLASSES
 from dermascan.testing import random_bundle, random_run, synthetic_jpeg
 
-OPERATING_POINT = {"temperature": 1.2, "threshold": 0.25, "target_sensitivity": 0.9, "criterion": "point",
-                   "risk_bands": {"moderate": 0.08, "high": 0.25}, "selected_on": "val", "validation": {}}
+OPERATING_POINT = {
+    "temperature": 1.2,
+    "threshold": 0.25,
+    "target_sensitivity": 0.9,
+    "criterion": "point",
+    "risk_bands": {"moderate": 0.08, "high": 0.25},
+    "selected_on": "val",
+    "validation": {},
+}
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +82,8 @@ def _exif_rotated_jpeg() -> bytes:
     exif[0x0112] = 6  # stored landscape 90x60, displayed portrait 60x90
     buf = io.BytesIO()
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (60, 90, 3), dtype=np.uint8)).save(
-        buf, format="JPEG", exif=exif)
+        buf, format="JPEG", exif=exif
+    )
     return buf.getvalue()
 
 
@@ -108,8 +116,12 @@ def _jpeg(img: Image.Image) -> bytes:
     return buf.getvalue()
 
 
-BAD = {"b_not_an_image.jpg": "not an image", "c_truncated.jpg": "truncated", "d_tiny.png": "too small",
-       "i_huge.png": "exceeds limit"}  # PIL's decompression-bomb guard fires before DermaScan's own limit
+BAD = {
+    "b_not_an_image.jpg": "not an image",
+    "c_truncated.jpg": "truncated",
+    "d_tiny.png": "too small",
+    "i_huge.png": "exceeds limit",
+}  # PIL's decompression-bomb guard fires before DermaScan's own limit
 
 
 # ------------------------------------------------------------------------------------------------ tests
@@ -217,14 +229,16 @@ def test_heatmap_without_maps_output_is_a_clear_error(run: Path) -> None:
         p.predict([synthetic_jpeg(64, 48)], heatmap=True)
 
 
-def test_predict_paths_folder_order_batches_and_heatmaps(predictor: Predictor, files: dict[str, Path],
-                                                        tmp_path: Path) -> None:
+def test_predict_paths_folder_order_batches_and_heatmaps(
+    predictor: Predictor, files: dict[str, Path], tmp_path: Path
+) -> None:
     folder = files["a_good.jpg"].parent
     extra = tmp_path / "more.jpg"
     extra.write_bytes(synthetic_jpeg(80, 80, seed=5))
     out = tmp_path / "maps"
-    results = list(predictor.predict_paths([folder, extra, tmp_path / "missing.jpg"], batch_size=2, workers=2,
-                                           heatmap_dir=out))
+    results = list(
+        predictor.predict_paths([folder, extra, tmp_path / "missing.jpg"], batch_size=2, workers=2, heatmap_dir=out)
+    )
     expected = [str(files[n]) for n in sorted(files)] + [str(extra), str(tmp_path / "missing.jpg")]
     assert [r.image for r in results] == expected  # notes.txt skipped, order kept
     assert isinstance(results[-1], PredictionError) and "not found" in results[-1].error

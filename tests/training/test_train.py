@@ -82,9 +82,7 @@ def _assert_history_is_the_best_checkpoint_on_val(
     assert row["melanoma_specificity_at_target"] == pytest.approx(
         specificity_at_sensitivity(is_mel, probs[:, 0], 0.90)[0], abs=1e-6
     )
-    assert row["val_loss"] == pytest.approx(
-        float(torch.nn.functional.cross_entropy(logits, torch.tensor(y))), rel=1e-4
-    )
+    assert row["val_loss"] == pytest.approx(float(torch.nn.functional.cross_entropy(logits, torch.tensor(y))), rel=1e-4)
 
 
 class _InterruptError(Exception):

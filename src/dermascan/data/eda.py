@@ -87,8 +87,14 @@ def _numeric(s: pd.Series) -> dict[str, float | int]:
     s = pd.to_numeric(s, errors="coerce").dropna()
     if s.empty:
         return {"count": 0}
-    return {"count": int(s.size), "mean": float(s.mean()), "std": float(s.std(ddof=0)),
-            "min": float(s.min()), "median": float(s.median()), "max": float(s.max())}
+    return {
+        "count": int(s.size),
+        "mean": float(s.mean()),
+        "std": float(s.std(ddof=0)),
+        "min": float(s.min()),
+        "median": float(s.median()),
+        "max": float(s.max()),
+    }
 
 
 def _metadata_distributions(frame: pd.DataFrame) -> dict[str, Any]:
@@ -172,7 +178,7 @@ def plot_metadata(frame: pd.DataFrame, path: Path) -> Path | None:
             ax.barh(vc.index[::-1], vc.to_numpy()[::-1], color="#4e79a7")
             ax.tick_params(axis="y", labelsize=7)
         ax.set_title(col)
-    for ax in list(axes.flat)[len(cols):]:
+    for ax in list(axes.flat)[len(cols) :]:
         ax.axis("off")
     fig.suptitle("Metadata distributions")
     return _save(fig, path)
@@ -213,26 +219,46 @@ def _write_html(s: dict[str, Any], path: Path) -> Path:
     counts = s["class_counts"]
     lesions = s["lesions"]
     sections = [
-        sec("Classes", h.table(["class", "name", "images", "share"],
-                             [(c, DISPLAY_NAMES[c], counts[c], s["class_fractions"][c]) for c in CLASSES])
-          + h.paragraph(f"Imbalance ratio (largest / smallest class present): {s['imbalance_ratio']:.1f}. "
-                        + (f"Absent classes: {', '.join(s['absent_classes'])}." if s["absent_classes"] else ""))
-          + h.image("class_distribution.png", "class distribution")),
+        sec(
+            "Classes",
+            h.table(
+                ["class", "name", "images", "share"],
+                [(c, DISPLAY_NAMES[c], counts[c], s["class_fractions"][c]) for c in CLASSES],
+            )
+            + h.paragraph(
+                f"Imbalance ratio (largest / smallest class present): {s['imbalance_ratio']:.1f}. "
+                + (f"Absent classes: {', '.join(s['absent_classes'])}." if s["absent_classes"] else "")
+            )
+            + h.image("class_distribution.png", "class distribution"),
+        ),
         sec("Samples", h.image("samples.png", "three samples per class")),
-        sec("Colour", h.table(["channel", "mean", "std"],
-                            [(c, m, d) for c, m, d in zip("RGB", s["channel_mean"], s["channel_std"], strict=True)])
-          + h.paragraph(f"From {s['channel_stats_images']} sampled images, downscaled to {_STATS_SIDE} px.")
-          + h.image("channel_histograms.png", "channel histograms")),
+        sec(
+            "Colour",
+            h.table(
+                ["channel", "mean", "std"],
+                [(c, m, d) for c, m, d in zip("RGB", s["channel_mean"], s["channel_std"], strict=True)],
+            )
+            + h.paragraph(f"From {s['channel_stats_images']} sampled images, downscaled to {_STATS_SIDE} px.")
+            + h.image("channel_histograms.png", "channel histograms"),
+        ),
         sec("Image sizes", h.table(["size", "images"], list(s["image_size"]["most_common"].items()))),
-        sec("Lesions", h.paragraph(
-            f"{lesions['n_lesions']} lesions; {lesions['lesions_with_several_images']} have several images "
-            f"(up to {lesions['max_images_per_lesion']}). Splits are grouped by lesion so none crosses splits."
-            + ("" if lesions["lesion_ids_available"] else " No lesion ids in this folder: each image counts as one.")
-        )),
+        sec(
+            "Lesions",
+            h.paragraph(
+                f"{lesions['n_lesions']} lesions; {lesions['lesions_with_several_images']} have several images "
+                f"(up to {lesions['max_images_per_lesion']}). Splits are grouped by lesion so none crosses splits."
+                + (
+                    ""
+                    if lesions["lesion_ids_available"]
+                    else " No lesion ids in this folder: each image counts as one."
+                )
+            ),
+        ),
     ]
     if "metadata.png" in s["plots"]:
         sections.append(sec("Metadata", h.image("metadata.png", "metadata distributions")))
     if s["skipped"]:
         sections.append(sec("Skipped", h.table(["item", "reason"], [(d["item"], d["reason"]) for d in s["skipped"]])))
-    return _html.write_page(path, "Dataset overview", sections, subtitle=f"{s['root']} ({s['layout']} layout, "
-                            f"{s['n_images']} images)")
+    return _html.write_page(
+        path, "Dataset overview", sections, subtitle=f"{s['root']} ({s['layout']} layout, {s['n_images']} images)"
+    )

@@ -44,13 +44,15 @@ def eval_transform(pre: Preprocessing) -> v2.Compose:
 
     The resize runs on the PIL image (PIL's resampler), which the torch-free serving path reproduces.
     """
-    return v2.Compose([
-        v2.Resize(pre.resize_size, interpolation=_INTERPOLATION[pre.interpolation], antialias=True),
-        v2.CenterCrop(pre.input_size),
-        v2.PILToTensor(),
-        v2.ToDtype(torch.float32, scale=True),
-        v2.Normalize(mean=list(pre.mean), std=list(pre.std)),
-    ])
+    return v2.Compose(
+        [
+            v2.Resize(pre.resize_size, interpolation=_INTERPOLATION[pre.interpolation], antialias=True),
+            v2.CenterCrop(pre.input_size),
+            v2.PILToTensor(),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(mean=list(pre.mean), std=list(pre.std)),
+        ]
+    )
 
 
 def train_transform(pre: Preprocessing, aug: Augmentation | None = None) -> v2.Compose:

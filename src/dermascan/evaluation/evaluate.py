@@ -118,8 +118,9 @@ def select(index: DermoscopyIndex, splits: pd.DataFrame | None, split: str) -> p
     return index.frame.set_index("image_id").loc[ids].reset_index()
 
 
-def predict_logits(loaded: LoadedModel, frame: pd.DataFrame, batch_size: int = 64, tta: bool = False,
-                   progress: bool = False) -> np.ndarray:
+def predict_logits(
+    loaded: LoadedModel, frame: pd.DataFrame, batch_size: int = 64, tta: bool = False, progress: bool = False
+) -> np.ndarray:
     """Logits (N, K) of the model for every image of ``frame``, in order, through the Predictor's own decode
     and preprocessing (:meth:`dermascan.inference.Predictor.logits`): evaluation measures what is served.
 

@@ -139,17 +139,15 @@ class TimmViTAttention(_HeatmapModel):
         return logits, maps.reshape(-1, 1, *self.grid)  # (B, 1, h, w)
 
 
-
 class UnsupportedArchitectureError(DermaScanError, ValueError):
     """The architecture has no single-pass heat-map head (its head is not pool + linear, or no CLS attention)."""
+
 
 def _timm_cnn_supported(model: nn.Module) -> bool:
     pool = getattr(model, "global_pool", None)
     head = model.get_classifier() if hasattr(model, "get_classifier") else None
     return (
-        type(model).__name__ == "ResNet"
-        and getattr(pool, "pool_type", None) == "avg"
-        and isinstance(head, nn.Linear)
+        type(model).__name__ == "ResNet" and getattr(pool, "pool_type", None) == "avg" and isinstance(head, nn.Linear)
     )
 
 

@@ -38,9 +38,23 @@ Box = tuple[int, int, int, int]
 # uint8); linear interpolation between them stays within 8/255 of the full table. Perceptually ordered,
 # without the dark low end of inferno that would hide the skin underneath.
 _TURBO_ANCHORS = (
-    (48, 18, 59), (64, 64, 162), (70, 107, 227), (66, 148, 255), (40, 188, 235), (24, 221, 194),
-    (50, 242, 152), (109, 254, 98), (164, 252, 60), (205, 236, 52), (238, 207, 58), (253, 172, 52),
-    (251, 126, 33), (235, 80, 14), (208, 47, 5), (169, 22, 1), (122, 4, 3),
+    (48, 18, 59),
+    (64, 64, 162),
+    (70, 107, 227),
+    (66, 148, 255),
+    (40, 188, 235),
+    (24, 221, 194),
+    (50, 242, 152),
+    (109, 254, 98),
+    (164, 252, 60),
+    (205, 236, 52),
+    (238, 207, 58),
+    (253, 172, 52),
+    (251, 126, 33),
+    (235, 80, 14),
+    (208, 47, 5),
+    (169, 22, 1),
+    (122, 4, 3),
 )
 
 
@@ -65,8 +79,9 @@ def normalize_map(m: np.ndarray) -> np.ndarray:
     return ((m - lo) / (hi - lo)).astype(np.float32)
 
 
-def heatmap_from_maps(maps: np.ndarray, class_index: int, out_size: tuple[int, int],
-                      out: np.ndarray | None = None) -> np.ndarray:
+def heatmap_from_maps(
+    maps: np.ndarray, class_index: int, out_size: tuple[int, int], out: np.ndarray | None = None
+) -> np.ndarray:
     """Pick the map of ``class_index``, ReLU, min-max normalise and resize it bilinearly.
 
     Args:
@@ -236,9 +251,7 @@ def overlay(image: Image.Image, heat: np.ndarray, alpha: float = 0.45, box: Box 
     rgb = np.asarray(image.convert("RGB"), dtype=np.float32)  # (H, W, 3)
     heat = np.asarray(heat, dtype=np.float32)
     if heat.shape != rgb.shape[:2]:
-        heat = np.asarray(
-            Image.fromarray(heat).resize(image.size, Image.Resampling.BILINEAR), dtype=np.float32
-        )
+        heat = np.asarray(Image.fromarray(heat).resize(image.size, Image.Resampling.BILINEAR), dtype=np.float32)
     colour = colorize(heat).astype(np.float32)  # (H, W, 3)
     weight = np.full(rgb.shape[:2], alpha, dtype=np.float32)  # (H, W)
     if box is not None:

@@ -63,8 +63,13 @@ def percentiles(values: Sequence[float]) -> dict[str, float]:
     """p50, p95, p99, mean and min of a list of milliseconds."""
     a = np.asarray(values, dtype=np.float64)
     if a.size == 0:
-        return {"p50": float("nan"), "p95": float("nan"), "p99": float("nan"), "mean": float("nan"),
-                "min": float("nan")}
+        return {
+            "p50": float("nan"),
+            "p95": float("nan"),
+            "p99": float("nan"),
+            "mean": float("nan"),
+            "min": float("nan"),
+        }
     p50, p95, p99 = np.percentile(a, [50, 95, 99])
     return {"p50": float(p50), "p95": float(p95), "p99": float(p99), "mean": float(a.mean()), "min": float(a.min())}
 
@@ -103,17 +108,26 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
     from dermascan.inference.runtimes import RUNTIMES
 
     if runtime not in RUNTIMES or (precision and precision not in PRECISIONS):
-        raise ValueError(f"bad runtime spec {spec!r}: use runtime[:precision], runtime in {RUNTIMES}, "
-                         f"precision in {PRECISIONS}")
+        raise ValueError(
+            f"bad runtime spec {spec!r}: use runtime[:precision], runtime in {RUNTIMES}, precision in {PRECISIONS}"
+        )
     return runtime, precision or None
 
 
 # ------------------------------------------------------------------------------------------- measuring
 
 
-def measure(bundle_dir: str | os.PathLike[str], spec: str, image: bytes, repeats: int = 30, warmup: int = 3,
-            batch_sizes: Sequence[int] = (8, 16), heatmap: bool = True, throughput_repeats: int = 3,
-            threads: int | None = None) -> dict[str, Any]:
+def measure(
+    bundle_dir: str | os.PathLike[str],
+    spec: str,
+    image: bytes,
+    repeats: int = 30,
+    warmup: int = 3,
+    batch_sizes: Sequence[int] = (8, 16),
+    heatmap: bool = True,
+    throughput_repeats: int = 3,
+    threads: int | None = None,
+) -> dict[str, Any]:
     """Measure one runtime in this process (the worker of :func:`run_benchmark`)."""
     from dermascan.inference import Predictor
 
@@ -124,8 +138,9 @@ def measure(bundle_dir: str | os.PathLike[str], spec: str, image: bytes, repeats
     if spec == PLAIN_EAGER:
         predictor: Any = _PlainEagerPipeline(bundle_dir, threads)
     else:
-        predictor = Predictor.from_path(bundle_dir, runtime=runtime, precision=precision, threads=threads,
-                                        batch_size=max([1, *batch_sizes]))
+        predictor = Predictor.from_path(
+            bundle_dir, runtime=runtime, precision=precision, threads=threads, batch_size=max([1, *batch_sizes])
+        )
     load_s = time.perf_counter() - t0
     heatmap = heatmap and predictor.heatmap_kind is not None
     first = time.perf_counter()
@@ -240,21 +255,33 @@ def _loadavg() -> float:
         return float("nan")
 
 
-def _measure_isolated(bundle_dir: Path, spec: str, image_path: Path, kwargs: dict[str, Any],
-                      timeout: float) -> dict[str, Any]:
+def _measure_isolated(
+    bundle_dir: Path, spec: str, image_path: Path, kwargs: dict[str, Any], timeout: float
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "result.json"
         args = {"bundle": str(bundle_dir), "spec": spec, "image": str(image_path), "out": str(out), **kwargs}
-        proc = subprocess.run([sys.executable, "-m", "dermascan.export.benchmark", "--worker", json.dumps(args)],
-                              capture_output=True, text=True, timeout=timeout, check=False)
+        proc = subprocess.run(
+            [sys.executable, "-m", "dermascan.export.benchmark", "--worker", json.dumps(args)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
         if proc.returncode != 0 or not out.is_file():
             tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
             return {"spec": spec, "error": f"worker exited with {proc.returncode}: {' | '.join(tail)}"}
         return json.loads(out.read_text())
 
 
-def heatmap_cost(bundle_with_maps: str | os.PathLike[str], bundle_without_maps: str | os.PathLike[str], spec: str,
-                 image: bytes, repeats: int = 30, warmup: int = 3) -> dict[str, Any]:
+def heatmap_cost(
+    bundle_with_maps: str | os.PathLike[str],
+    bundle_without_maps: str | os.PathLike[str],
+    spec: str,
+    image: bytes,
+    repeats: int = 30,
+    warmup: int = 3,
+) -> dict[str, Any]:
     """What the heat map adds to inference on one runtime, measured in this process.
 
     The same model exported with and without the ``maps`` output is loaded twice and the two are called
@@ -282,8 +309,13 @@ def heatmap_cost(bundle_with_maps: str | os.PathLike[str], bundle_without_maps: 
         render.append(ra.timings_ms["heatmap"])
         bare.append(rb.timings_ms["inference"])
     m_with, m_render, m_bare = (float(np.median(v)) for v in (with_maps, render, bare))
-    return {"spec": spec, "logits_only_ms": m_bare, "with_maps_ms": m_with, "render_ms": m_render,
-            "cost": (m_with + m_render) / m_bare - 1.0}
+    return {
+        "spec": spec,
+        "logits_only_ms": m_bare,
+        "with_maps_ms": m_with,
+        "render_ms": m_render,
+        "cost": (m_with + m_render) / m_bare - 1.0,
+    }
 
 
 def runnable_specs(bundle_dir: str | os.PathLike[str], specs: Sequence[str]) -> tuple[list[str], dict[str, str]]:
@@ -297,8 +329,9 @@ def runnable_specs(bundle_dir: str | os.PathLike[str], specs: Sequence[str]) -> 
     for spec in specs:
         runtime, precision = parse_spec(spec)
         # the plain eager pipeline runs the state dict on torch, like the torch runtime
-        why = unavailable_reason("torch" if spec == PLAIN_EAGER else runtime, fmt,
-                                 precision or manifest["model"]["precision"], has_weights)
+        why = unavailable_reason(
+            "torch" if spec == PLAIN_EAGER else runtime, fmt, precision or manifest["model"]["precision"], has_weights
+        )
         if why is None:
             ok.append(spec)
         else:
@@ -372,8 +405,14 @@ def run_benchmark(
     data = image if isinstance(image, bytes) else (Path(image).read_bytes() if image else synthetic_jpeg())
     with Image.open(io.BytesIO(data)) as im:
         image_info = {"size": list(im.size), "format": im.format, "bytes": len(data)}
-    kwargs = {"repeats": repeats, "warmup": warmup, "batch_sizes": list(batch_sizes), "heatmap": heatmap,
-              "throughput_repeats": throughput_repeats, "threads": threads}
+    kwargs = {
+        "repeats": repeats,
+        "warmup": warmup,
+        "batch_sizes": list(batch_sizes),
+        "heatmap": heatmap,
+        "throughput_repeats": throughput_repeats,
+        "threads": threads,
+    }
     if rounds < 1:
         raise ValueError(f"rounds must be at least 1, got {rounds}")
     by_round: list[dict[str, dict[str, Any]]] = []
@@ -408,16 +447,23 @@ def run_benchmark(
             r["speedup_p95"] = ref["latency_ms"]["total"]["p95"] / r["latency_ms"]["total"]["p95"]
             r["speedup_p50_rounds"] = [
                 rnd[REFERENCE]["latency_ms"]["total"]["p50"] / rnd[r["spec"]]["latency_ms"]["total"]["p50"]
-                for rnd in by_round if "error" not in rnd[REFERENCE] and "error" not in rnd[r["spec"]]
+                for rnd in by_round
+                if "error" not in rnd[REFERENCE] and "error" not in rnd[r["spec"]]
             ]
     from dermascan.inference.bundle import read_manifest
 
     manifest = read_manifest(bundle_dir)
     report = {
-        "bundle": {"path": str(bundle_dir), "name": manifest.get("name"), "version": manifest.get("version"),
-                   "architecture": manifest.get("architecture"), "format": manifest["model"]["format"],
-                   "precision": manifest["model"]["precision"], "heatmap": manifest["model"].get("heatmap"),
-                   "input_size": manifest["preprocessing"]["input_size"]},
+        "bundle": {
+            "path": str(bundle_dir),
+            "name": manifest.get("name"),
+            "version": manifest.get("version"),
+            "architecture": manifest.get("architecture"),
+            "format": manifest["model"]["format"],
+            "precision": manifest["model"]["precision"],
+            "heatmap": manifest["model"].get("heatmap"),
+            "input_size": manifest["preprocessing"]["input_size"],
+        },
         "image": image_info,
         "machine": machine_info(),
         "settings": {**kwargs, "isolate": isolate, "rounds": rounds},
@@ -445,8 +491,9 @@ def _pool(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     pooled.update(
         latency_ms={s: percentiles(v) for s, v in samples.items()},
         samples_ms=samples,
-        throughput_img_s={b: float(np.median([r["throughput_img_s"][b] for r in ok]))
-                          for b in ok[0]["throughput_img_s"]},
+        throughput_img_s={
+            b: float(np.median([r["throughput_img_s"][b] for r in ok])) for b in ok[0]["throughput_img_s"]
+        },
         peak_rss_mib=max(r["peak_rss_mib"] for r in ok),
         first_call_ms=float(np.median([r["first_call_ms"] for r in ok])),
         load_s=float(np.median([r["load_s"] for r in ok])),
@@ -468,7 +515,9 @@ def format_table(report: dict[str, Any]) -> str:
         f"image {report['image']['size'][0]}x{report['image']['size'][1]} {report['image']['format']}; "
         f"{report['machine'].get('cpu', '')} x{report['machine'].get('cpus')}",
         f"{'runtime':<16}{'decode':>7}{'prep':>6}{'infer':>8}{'heat':>6}{'total p50':>10}{'p95':>8}{'p99':>8}"
-        f"{'x eager':>8}{'x plain':>8}" + "".join(f"{f'img/s@{n}':>10}" for n in bs) + f"{'peak MiB':>9}{'torch':>6}"
+        f"{'x eager':>8}{'x plain':>8}"
+        + "".join(f"{f'img/s@{n}':>10}" for n in bs)
+        + f"{'peak MiB':>9}{'torch':>6}"
         + "  load (1-min avg, low/high)",
     ]
     for r in report["results"]:
@@ -488,10 +537,15 @@ def format_table(report: dict[str, Any]) -> str:
     for spec, why in report.get("skipped", {}).items():
         lines.append(f"{spec:<16}skipped: {why}")
     if report["settings"].get("rounds", 1) > 1:
-        lines.append(f"{report['settings']['rounds']} rounds in rotated order, latency samples pooled; "
-                     "x eager in each round: " + "; ".join(
-                         f"{r['spec']} " + " ".join(f"{x:.2f}" for x in r.get("speedup_p50_rounds", []))
-                         for r in report["results"] if "error" not in r and r["spec"] != report["reference"]))
+        lines.append(
+            f"{report['settings']['rounds']} rounds in rotated order, latency samples pooled; "
+            "x eager in each round: "
+            + "; ".join(
+                f"{r['spec']} " + " ".join(f"{x:.2f}" for x in r.get("speedup_p50_rounds", []))
+                for r in report["results"]
+                if "error" not in r and r["spec"] != report["reference"]
+            )
+        )
     return "\n".join(lines)
 
 

@@ -192,7 +192,11 @@ def _expand(images: Sequence[ImageInput]) -> list[ImageInput]:
 
 
 def _calibration_batches(
-    model: nn.Module, card: ModelCard, images: Sequence[ImageInput] | None, run_dir: Path, limit: int,
+    model: nn.Module,
+    card: ModelCard,
+    images: Sequence[ImageInput] | None,
+    run_dir: Path,
+    limit: int,
     progress: bool = False,
 ) -> list[np.ndarray]:
     """Preprocessed calibration images for int8, in batches of 8 (default: the run's training split)."""
@@ -201,8 +205,9 @@ def _calibration_batches(
     pool = _expand(images) if images is not None else split_images(run_dir, "train")
     if limit > 0 and len(pool) > limit:
         pool = [pool[i] for i in np.linspace(0, len(pool) - 1, limit).round().astype(int)]  # every class region
-    batches, errors = prepare_batches(reference_predictor(model, card, None), pool, batch_size=8,
-                                      progress="int8 calibration" if progress else None)
+    batches, errors = prepare_batches(
+        reference_predictor(model, card, None), pool, batch_size=8, progress="int8 calibration" if progress else None
+    )
     if errors:
         log.warning("calibration: %d image(s) skipped: %s", len(errors), "; ".join(errors[:3]))
     if not batches:

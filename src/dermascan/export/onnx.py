@@ -65,8 +65,9 @@ def output_names(model: nn.Module, input_size: int) -> list[str]:
     return ["logits", "maps"] if isinstance(out, tuple) else ["logits"]
 
 
-def export_onnx(model: nn.Module, path: str | Path, input_size: int, precision: str = "fp32",
-                opset: int = OPSET) -> Path:
+def export_onnx(
+    model: nn.Module, path: str | Path, input_size: int, precision: str = "fp32", opset: int = OPSET
+) -> Path:
     """Export ``model`` (eval mode, CPU, float32) to ``path`` with a dynamic batch axis.
 
     Args:
@@ -88,8 +89,7 @@ def export_onnx(model: nn.Module, path: str | Path, input_size: int, precision: 
     if precision == "fp16":
         model = CastWrapper(_copy(model), torch.float16).eval()
     example = torch.randn(2, 3, input_size, input_size)  # batch 2: a batch-1 trace may fix the axis to 1
-    probes = {b: torch.randn(b, 3, input_size, input_size, generator=torch.Generator().manual_seed(b))
-              for b in (1, 3)}
+    probes = {b: torch.randn(b, 3, input_size, input_size, generator=torch.Generator().manual_seed(b)) for b in (1, 3)}
     with torch.inference_mode():
         expected = {b: _as_tuple(model(x))[0].numpy() for b, x in probes.items()}  # eager logits
     errors: list[str] = []
@@ -120,17 +120,39 @@ def _export(model: nn.Module, example: Tensor, path: Path, names: list[str], ops
         warnings.simplefilter("ignore")  # deprecation and tracer chatter; the graph is checked below
         if dynamo:
             batch = torch.export.Dim("batch", min=1, max=4096)
-            torch.onnx.export(model, (example,), str(path), input_names=[INPUT_NAME], output_names=names,
-                              dynamic_shapes=({0: batch},), opset_version=opset, dynamo=True,
-                              external_data=False, verbose=False, optimize=True)
+            torch.onnx.export(
+                model,
+                (example,),
+                str(path),
+                input_names=[INPUT_NAME],
+                output_names=names,
+                dynamic_shapes=({0: batch},),
+                opset_version=opset,
+                dynamo=True,
+                external_data=False,
+                verbose=False,
+                optimize=True,
+            )
         else:
             axes = {INPUT_NAME: {0: "batch"}, **{n: {0: "batch"} for n in names}}
-            torch.onnx.export(model, (example,), str(path), input_names=[INPUT_NAME], output_names=names,
-                              dynamic_axes=axes, opset_version=opset, dynamo=False)
+            torch.onnx.export(
+                model,
+                (example,),
+                str(path),
+                input_names=[INPUT_NAME],
+                output_names=names,
+                dynamic_axes=axes,
+                opset_version=opset,
+                dynamo=False,
+            )
 
 
-def check_onnx(path: str | Path, names: list[str] | None = None,
-               probes: dict[int, tuple[np.ndarray, np.ndarray]] | None = None, atol: float = 1e-3) -> None:
+def check_onnx(
+    path: str | Path,
+    names: list[str] | None = None,
+    probes: dict[int, tuple[np.ndarray, np.ndarray]] | None = None,
+    atol: float = 1e-3,
+) -> None:
     """Validate a graph and its dynamic batch axis.
 
     Args:

@@ -83,8 +83,11 @@ class ParityReport:
         return asdict(self)
 
     def summary(self) -> str:
-        maps = ("" if self.max_abs_map_diff is None else
-                f", heat map diff max {self.max_abs_map_diff:.2e} / p95 {self.p95_abs_map_diff:.2e}")
+        maps = (
+            ""
+            if self.max_abs_map_diff is None
+            else f", heat map diff max {self.max_abs_map_diff:.2e} / p95 {self.p95_abs_map_diff:.2e}"
+        )
         return (
             f"{self.runtime} ({self.precision} bundle, computing in {self.compute_precision}) on {self.n_images} "
             f"images: max |dp| {self.max_abs_prob_diff:.2e}, "
@@ -100,8 +103,14 @@ def criteria(precision: str) -> str:
     return f"primary and flag agreement >= {MIN_AGREEMENT:.1%} and p95 |dmap| <= {REDUCED_MAP_P95_TOL:g}"
 
 
-def passes(precision: str, max_abs_prob_diff: float, primary_agreement: float, flag_agreement: float,
-           max_abs_map_diff: float | None = None, p95_abs_map_diff: float | None = None) -> bool:
+def passes(
+    precision: str,
+    max_abs_prob_diff: float,
+    primary_agreement: float,
+    flag_agreement: float,
+    max_abs_map_diff: float | None = None,
+    p95_abs_map_diff: float | None = None,
+) -> bool:
     """Whether the figures meet the criterion for ``precision`` (map figures ``None``: no heat maps)."""
     if precision == "fp32":
         maps_ok = max_abs_map_diff is None or max_abs_map_diff < FP32_MAP_TOL
@@ -110,10 +119,14 @@ def passes(precision: str, max_abs_prob_diff: float, primary_agreement: float, f
     return primary_agreement >= MIN_AGREEMENT and flag_agreement >= MIN_AGREEMENT and maps_ok
 
 
-def compare(reference: Predictor, candidate: Predictor, batches: Sequence[np.ndarray],
-            precision: str | None = None,
-            reference_outputs: Sequence[tuple[np.ndarray, np.ndarray | None]] | None = None,
-            progress: bool = False) -> ParityReport:
+def compare(
+    reference: Predictor,
+    candidate: Predictor,
+    batches: Sequence[np.ndarray],
+    precision: str | None = None,
+    reference_outputs: Sequence[tuple[np.ndarray, np.ndarray | None]] | None = None,
+    progress: bool = False,
+) -> ParityReport:
     """Run both predictors on the same preprocessed batches and compare their outputs.
 
     Args:
@@ -152,21 +165,31 @@ def compare(reference: Predictor, candidate: Predictor, batches: Sequence[np.nda
             # Compare what a clinician sees: the primary class's map after the renderer's ReLU + min-max
             # normalisation (M == 1: a ViT's class-agnostic attention map).
             shown = k_ref if ref_maps.shape[1] > 1 else np.zeros(len(x), dtype=int)  # (B,)
-            map_diffs += [float(np.abs(normalize_map(ra[j]) - normalize_map(ca[j])).max())
-                          for ra, ca, j in zip(ref_maps, cand_maps, shown, strict=True)]
+            map_diffs += [
+                float(np.abs(normalize_map(ra[j]) - normalize_map(ca[j])).max())
+                for ra, ca, j in zip(ref_maps, cand_maps, shown, strict=True)
+            ]
     primary, flag = same_primary / n, same_flag / n
     dmap = max(map_diffs) if map_diffs else None
     dmap95 = float(np.percentile(map_diffs, 95)) if map_diffs else None
     return ParityReport(
-        runtime=candidate.runtime, precision=precision, compute_precision=candidate.backend.precision,
-        n_images=n, max_abs_prob_diff=dp,
-        primary_agreement=primary, flag_agreement=flag, max_abs_map_diff=dmap, p95_abs_map_diff=dmap95,
-        criterion=criteria(precision), passed=passes(precision, dp, primary, flag, dmap, dmap95),
+        runtime=candidate.runtime,
+        precision=precision,
+        compute_precision=candidate.backend.precision,
+        n_images=n,
+        max_abs_prob_diff=dp,
+        primary_agreement=primary,
+        flag_agreement=flag,
+        max_abs_map_diff=dmap,
+        p95_abs_map_diff=dmap95,
+        criterion=criteria(precision),
+        passed=passes(precision, dp, primary, flag, dmap, dmap95),
     )
 
 
-def prepare_batches(predictor: Predictor, images: Sequence[ImageInput], batch_size: int = 16,
-                    progress: str | None = None) -> tuple[list[np.ndarray], list[str]]:
+def prepare_batches(
+    predictor: Predictor, images: Sequence[ImageInput], batch_size: int = 16, progress: str | None = None
+) -> tuple[list[np.ndarray], list[str]]:
     """Decode and preprocess images once for every comparison.
 
     Args:

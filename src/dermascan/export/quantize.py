@@ -48,8 +48,13 @@ class QuantizationError(DermaScanError, RuntimeError):
     """The graph could not be quantized (no calibration data, or the quantizer failed)."""
 
 
-def quantize_onnx(fp32_path: str | os.PathLike[str], out_path: str | os.PathLike[str],
-                  calibration: Sequence[np.ndarray], input_name: str = "image", keep_float_ends: bool = False) -> Path:
+def quantize_onnx(
+    fp32_path: str | os.PathLike[str],
+    out_path: str | os.PathLike[str],
+    calibration: Sequence[np.ndarray],
+    input_name: str = "image",
+    keep_float_ends: bool = False,
+) -> Path:
     """Write the INT8 (QDQ) version of an fp32 ONNX graph.
 
     Args:
@@ -74,8 +79,9 @@ def quantize_onnx(fp32_path: str | os.PathLike[str], out_path: str | os.PathLike
     )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    batches = [np.asarray(x, np.float32)[None] if np.ndim(x) == 3 else np.asarray(x, np.float32)
-               for x in calibration]  # each (B, 3, S, S)
+    batches = [
+        np.asarray(x, np.float32)[None] if np.ndim(x) == 3 else np.asarray(x, np.float32) for x in calibration
+    ]  # each (B, 3, S, S)
     if not batches:
         raise QuantizationError("no calibration images: pass a few hundred training images (--calibration-images)")
 
@@ -96,7 +102,9 @@ def quantize_onnx(fp32_path: str | os.PathLike[str], out_path: str | os.PathLike
             quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
             keep = float_ends(pre) if keep_float_ends else []
             quantize_static(
-                str(pre), str(Path(tmp) / "int8.onnx"), _Reader(),
+                str(pre),
+                str(Path(tmp) / "int8.onnx"),
+                _Reader(),
                 quant_format=QuantFormat.QDQ,
                 per_channel=True,
                 activation_type=QuantType.QUInt8,
@@ -118,8 +126,11 @@ def float_ends(path: str | os.PathLike[str]) -> list[str]:
     import onnx
 
     graph = onnx.load(str(path), load_external_data=False).graph
-    spatial = {v.name: tuple(d.dim_value for d in v.type.tensor_type.shape.dim[2:])
-               for v in graph.value_info if len(v.type.tensor_type.shape.dim) == 4}
+    spatial = {
+        v.name: tuple(d.dim_value for d in v.type.tensor_type.shape.dim[2:])
+        for v in graph.value_info
+        if len(v.type.tensor_type.shape.dim) == 4
+    }
     convs = [n for n in graph.node if n.op_type == "Conv"]
     if not convs:
         return []

@@ -91,8 +91,13 @@ class OnnxRuntimeBackend(Backend):
 
     runtime = "onnxruntime"
 
-    def __init__(self, model_path: str | os.PathLike[str], precision: str = "fp32", device: str | None = None,
-                 threads: int | None = None) -> None:
+    def __init__(
+        self,
+        model_path: str | os.PathLike[str],
+        precision: str = "fp32",
+        device: str | None = None,
+        threads: int | None = None,
+    ) -> None:
         import onnxruntime as ort
 
         providers = onnxruntime_providers()
@@ -143,8 +148,13 @@ class OpenVINOBackend(Backend):
 
     runtime = "openvino"
 
-    def __init__(self, model_path: str | os.PathLike[str], precision: str = "fp32", device: str | None = None,
-                 threads: int | None = None) -> None:
+    def __init__(
+        self,
+        model_path: str | os.PathLike[str],
+        precision: str = "fp32",
+        device: str | None = None,
+        threads: int | None = None,
+    ) -> None:
         import openvino as ov
 
         core = ov.Core()
@@ -182,8 +192,14 @@ class TorchBackend(Backend):
             cuDNN run faster (a ViT has one convolution, nothing to gain).
     """
 
-    def __init__(self, module: nn.Module, runtime: str = "torch", precision: str = "fp32", device: str | None = None,
-                 family: str = "cnn") -> None:
+    def __init__(
+        self,
+        module: nn.Module,
+        runtime: str = "torch",
+        precision: str = "fp32",
+        device: str | None = None,
+        family: str = "cnn",
+    ) -> None:
         import torch
 
         self.torch = torch
@@ -216,5 +232,11 @@ class TorchBackend(Backend):
             return _split_outputs([o.float().cpu().numpy() for o in outs])
 
 
-__all__ = ["Backend", "OnnxRuntimeBackend", "OpenVINOBackend", "RuntimeUnavailableError", "TorchBackend",
-           "onnxruntime_providers"]
+__all__ = [
+    "Backend",
+    "OnnxRuntimeBackend",
+    "OpenVINOBackend",
+    "RuntimeUnavailableError",
+    "TorchBackend",
+    "onnxruntime_providers",
+]

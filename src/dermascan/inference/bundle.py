@@ -102,15 +102,21 @@ def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
 
 def _bundle_files(folder: Path) -> list[str]:
     """Every file under ``folder`` except the manifest, as POSIX relative paths, sorted."""
-    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() or p.is_symlink()
-                  if p.relative_to(folder).as_posix() != MANIFEST_NAME)
+    return sorted(
+        p.relative_to(folder).as_posix()
+        for p in folder.rglob("*")
+        if p.is_file() or p.is_symlink()
+        if p.relative_to(folder).as_posix() != MANIFEST_NAME
+    )
 
 
 def file_table(folder: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
     """``{relative path: {"sha256": ..., "bytes": ...}}`` for every file of a bundle but the manifest."""
     folder = Path(folder)
-    return {rel: {"sha256": sha256_file(folder / rel), "bytes": (folder / rel).stat().st_size}
-            for rel in _bundle_files(folder)}
+    return {
+        rel: {"sha256": sha256_file(folder / rel), "bytes": (folder / rel).stat().st_size}
+        for rel in _bundle_files(folder)
+    }
 
 
 def write_manifest(folder: str | os.PathLike[str], manifest: dict[str, Any]) -> Path:
@@ -286,8 +292,9 @@ def default_version(run_dir: Path, checkpoint: Path) -> str:
     return f"{run_dir.resolve().name}-{stamp:%Y%m%d}"
 
 
-def model_card(loaded: Any, policy: DecisionPolicy | None = None, name: str | None = None,
-               version: str | None = None) -> ModelCard:
+def model_card(
+    loaded: Any, policy: DecisionPolicy | None = None, name: str | None = None, version: str | None = None
+) -> ModelCard:
     """The card of a live model (a :class:`~dermascan.models.LoadedModel`) under a decision policy.
 
     Args:

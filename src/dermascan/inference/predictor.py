@@ -38,6 +38,7 @@ from dermascan.taxonomy import MELANOMA_INDEX
 
 log = logging.getLogger(__name__)
 
+
 class Predictor:
     """A model ready to analyse images, on one runtime.
 
@@ -52,8 +53,9 @@ class Predictor:
         batch_size: largest batch sent to the runtime at once.
     """
 
-    def __init__(self, backend: Backend, card: ModelCard, heatmap_kind: str | None = None, workers: int = 2,
-                 batch_size: int = 16) -> None:
+    def __init__(
+        self, backend: Backend, card: ModelCard, heatmap_kind: str | None = None, workers: int = 2, batch_size: int = 16
+    ) -> None:
         if workers < 1 or batch_size < 1:
             raise ValueError(f"workers and batch_size must be >= 1, got {workers} and {batch_size}")
         self.backend = backend
@@ -131,8 +133,15 @@ class Predictor:
         return cls._of_model(run.loaded, card, runtime, precision, device, threads, workers, batch_size)
 
     @classmethod
-    def from_model(cls, loaded: Any, policy: DecisionPolicy | None = None, runtime: str = "torch",
-                   device: str | None = None, heatmap: bool = False, batch_size: int = 16) -> Predictor:
+    def from_model(
+        cls,
+        loaded: Any,
+        policy: DecisionPolicy | None = None,
+        runtime: str = "torch",
+        device: str | None = None,
+        heatmap: bool = False,
+        batch_size: int = 16,
+    ) -> Predictor:
         """A Predictor around a live model (a :class:`~dermascan.models.LoadedModel`), for evaluation.
 
         Args:
@@ -147,14 +156,25 @@ class Predictor:
         return cls._of_model(loaded, card, runtime, "fp32", device, None, 2, batch_size, heatmap=heatmap)
 
     @classmethod
-    def _of_model(cls, loaded: Any, card: ModelCard, runtime: str, precision: str | None, device: str | None,
-                  threads: int | None, workers: int, batch_size: int, heatmap: bool = True) -> Predictor:
+    def _of_model(
+        cls,
+        loaded: Any,
+        card: ModelCard,
+        runtime: str,
+        precision: str | None,
+        device: str | None,
+        threads: int | None,
+        workers: int,
+        batch_size: int,
+        heatmap: bool = True,
+    ) -> Predictor:
         if threads:
             import torch
 
             torch.set_num_threads(int(threads))
-        backend, kind = backend_for_model(loaded.model, runtime, precision or "fp32", device, heatmap=heatmap,
-                                          family=card.family)
+        backend, kind = backend_for_model(
+            loaded.model, runtime, precision or "fp32", device, heatmap=heatmap, family=card.family
+        )
         return cls(backend, card, kind, workers, batch_size)
 
     # ---------------------------------------------------------------------------------------- properties
@@ -248,8 +268,9 @@ class Predictor:
 
     # ------------------------------------------------------------------------------------------- predict
 
-    def predict(self, images: Sequence[ImageInput], heatmap: bool = False,
-                names: Sequence[str] | None = None) -> list[Result]:
+    def predict(
+        self, images: Sequence[ImageInput], heatmap: bool = False, names: Sequence[str] | None = None
+    ) -> list[Result]:
         """Analyse images; a bad image gives a :class:`PredictionError` in its place, never an exception.
 
         Args:
@@ -366,7 +387,6 @@ class Predictor:
 
         heat, box = heatmap_on_image(maps, class_index, rgb.size, self.card.preprocessing)  # (H, W)
         pred.heatmap, pred.heatmap_box, pred._rgb = heat, tuple(box), rgb
-
 
 
 __all__ = ["ImageInput", "Prediction", "PredictionError", "Predictor", "Result", "expand_paths"]

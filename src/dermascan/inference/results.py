@@ -128,7 +128,6 @@ class PredictionError:
 Result = Prediction | PredictionError
 
 
-
 def write_overlay(pred: Prediction, out_dir: Path, used: set[str]) -> Path:
     stem = Path(pred.image).stem or "image"
     name, n = f"{stem}_heatmap.png", 1

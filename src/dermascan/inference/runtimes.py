@@ -73,8 +73,13 @@ REQUIRES = {
     "torch-compile": "weights",
     "torchscript": "torchscript",
 }
-_PACKAGE = {"onnxruntime": "onnxruntime", "openvino": "openvino", "torch": "torch", "torch-compile": "torch",
-            "torchscript": "torch"}
+_PACKAGE = {
+    "onnxruntime": "onnxruntime",
+    "openvino": "openvino",
+    "torch": "torch",
+    "torch-compile": "torch",
+    "torchscript": "torch",
+}
 
 
 def _has_package(name: str) -> bool:
@@ -89,16 +94,18 @@ def available_runtimes() -> dict[str, str | None]:
 
     Checks only that the package is installed (without importing it, so this stays cheap and torch-free).
     """
-    return {rt: None if _has_package(_PACKAGE[rt]) else f"the {_PACKAGE[rt]} package is not installed"
-            for rt in RUNTIMES}
+    return {
+        rt: None if _has_package(_PACKAGE[rt]) else f"the {_PACKAGE[rt]} package is not installed" for rt in RUNTIMES
+    }
 
 
 def _is_x86_64() -> bool:
     return platform.machine().lower() in ("x86_64", "amd64")
 
 
-def unavailable_reason(runtime: str, model_format: str, precision: str = "fp32",
-                       have_weights: bool = False) -> str | None:
+def unavailable_reason(
+    runtime: str, model_format: str, precision: str = "fp32", have_weights: bool = False
+) -> str | None:
     """Why ``runtime`` cannot serve a model here, or ``None`` when it can: the one rule of who serves what.
 
     Used by :func:`choose_runtime`, :func:`backend_for_bundle`, the export parity check and the benchmark.
@@ -176,13 +183,18 @@ def torch_model_from_bundle(bundle: Bundle) -> nn.Module:
             f"runtime='onnxruntime'/'openvino' or export with weights"
         )
     card = bundle.card
-    model = create_model(card.arch, num_classes=len(card.classes), weights=str(bundle.weights_file),
-                         image_size=card.preprocessing.input_size)
+    model = create_model(
+        card.arch,
+        num_classes=len(card.classes),
+        weights=str(bundle.weights_file),
+        image_size=card.preprocessing.input_size,
+    )
     return model.eval()
 
 
-def backend_for_bundle(bundle: Bundle, runtime: str, precision: str | None = None, device: str | None = None,
-                       threads: int | None = None) -> Backend:
+def backend_for_bundle(
+    bundle: Bundle, runtime: str, precision: str | None = None, device: str | None = None, threads: int | None = None
+) -> Backend:
     """Load a verified bundle on ``runtime`` (``auto`` picks with :func:`choose_runtime`).
 
     Raises:
@@ -223,8 +235,14 @@ def backend_for_bundle(bundle: Bundle, runtime: str, precision: str | None = Non
     return TorchBackend(module, runtime, precision, device, bundle.card.family)
 
 
-def backend_for_model(model: nn.Module, runtime: str = "torch", precision: str = "fp32", device: str | None = None,
-                      heatmap: bool = True, family: str = "cnn") -> tuple[Backend, str | None]:
+def backend_for_model(
+    model: nn.Module,
+    runtime: str = "torch",
+    precision: str = "fp32",
+    device: str | None = None,
+    heatmap: bool = True,
+    family: str = "cnn",
+) -> tuple[Backend, str | None]:
     """Run a live PyTorch model (from a checkpoint) on ``torch`` or ``torch-compile``.
 
     Returns:

@@ -55,9 +55,7 @@ class ModelSpec:
     patch_size: int | None = None
     imagenet_weights: Any = None
     fixed_image_size: bool = False
-    adapt_state_dict: Callable[[dict[str, Any], nn.Module], dict[str, Any]] | None = field(
-        default=None, repr=False
-    )
+    adapt_state_dict: Callable[[dict[str, Any], nn.Module], dict[str, Any]] | None = field(default=None, repr=False)
     description: str = ""
 
     def __post_init__(self) -> None:

@@ -107,7 +107,7 @@ def _timm_fix_message(name: str, cfg: Any, reason: str) -> str:
         f"{reason}.\n"
         "Fix it in one of three ways:\n"
         f"  1. on a machine with internet run: python -c \"import timm; timm.create_model('{name}', "
-        f"pretrained=True)\" and copy {where} to this machine;\n"
+        f'pretrained=True)" and copy {where} to this machine;\n'
         "  2. save that model's state_dict() to a file and pass --weights PATH (weights=PATH);\n"
         "  3. pass --weights none (weights='none') to train from random initialisation."
     )
@@ -125,15 +125,11 @@ def _create_pretrained(name: str, num_classes: int, image_size: int | None) -> n
         return _build(name, num_classes, image_size, pretrained=True, pretrained_cfg_overlay={"file": str(local)})
     host = _pretrained_host(cfg)
     if not weights_lib.host_reachable(host):
-        raise weights_lib.WeightsUnavailableError(
-            _timm_fix_message(name, cfg, f"{host} is unreachable (no internet?)")
-        )
+        raise weights_lib.WeightsUnavailableError(_timm_fix_message(name, cfg, f"{host} is unreachable (no internet?)"))
     try:
         return _build(name, num_classes, image_size, pretrained=True)
     except (OSError, RuntimeError) as e:  # huggingface_hub errors derive from OSError
-        raise weights_lib.WeightsUnavailableError(
-            _timm_fix_message(name, cfg, f"{type(e).__name__}: {e}")
-        ) from e
+        raise weights_lib.WeightsUnavailableError(_timm_fix_message(name, cfg, f"{type(e).__name__}: {e}")) from e
 
 
 def _freeze_stem(model: nn.Module, name: str) -> None:
@@ -188,9 +184,7 @@ def create_timm_model(
         classifier = _classifier_name(name)
         file_classes = weights_lib.head_out_features(state, classifier) if classifier else None
         model = _build(name, file_classes or num_classes, image_size)
-        weights_lib.load_state_dict_checked(
-            model, state, f"{TIMM_PREFIX}{name}", str(resolved), headless_ok=classifier
-        )
+        weights_lib.load_state_dict_checked(model, state, f"{TIMM_PREFIX}{name}", str(resolved), headless_ok=classifier)
         if file_classes is not None and file_classes != num_classes:
             model.reset_classifier(num_classes)
     if freeze:

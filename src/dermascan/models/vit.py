@@ -110,11 +110,7 @@ def attention_layer_names(model: nn.Module) -> list[str]:
     torchvision ViTs: ``encoder.layers.encoder_layer_<i>.self_attention`` (``nn.MultiheadAttention``);
     timm ViTs: ``blocks.<i>.attn``.
     """
-    return [
-        name
-        for name, m in model.named_modules()
-        if isinstance(m, nn.MultiheadAttention) or _is_timm_attention(m)
-    ]
+    return [name for name, m in model.named_modules() if isinstance(m, nn.MultiheadAttention) or _is_timm_attention(m)]
 
 
 @contextmanager

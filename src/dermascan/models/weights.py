@@ -135,16 +135,12 @@ def fetch_torchvision_weights(weights_enum: Any, arch: str) -> dict[str, Tensor]
             ) from e
     host = urlparse(weights_enum.url).hostname or ""
     if not host_reachable(host):
-        raise WeightsUnavailableError(
-            imagenet_fix_message(arch, weights_enum, f"{host} is unreachable (no internet?)")
-        )
+        raise WeightsUnavailableError(imagenet_fix_message(arch, weights_enum, f"{host} is unreachable (no internet?)"))
     try:
         # check_hash: torchvision file names carry a sha256 prefix, so a corrupted download is caught here.
         return weights_enum.get_state_dict(progress=True, check_hash=True, weights_only=True)
     except (URLError, OSError, RuntimeError) as e:
-        raise WeightsUnavailableError(
-            imagenet_fix_message(arch, weights_enum, f"{type(e).__name__}: {e}")
-        ) from e
+        raise WeightsUnavailableError(imagenet_fix_message(arch, weights_enum, f"{type(e).__name__}: {e}")) from e
 
 
 # -------------------------------------------------------------------------------------------- local files
@@ -255,6 +251,7 @@ def load_state_dict_checked(
     if headless_ok and not any(k.startswith(f"{headless_ok}.") for k in state_dict):
         missing = [k for k in missing if not k.startswith(f"{headless_ok}.")]
     if missing or result.unexpected_keys:
+
         def few(keys: list[str]) -> str:
             return ", ".join(keys[:5]) + (", ..." if len(keys) > 5 else "")
 

@@ -31,7 +31,6 @@ from dermascan.taxonomy import MELANOMA_INDEX
 LossKind = Literal["ce", "weighted_ce_focal"]
 
 
-
 def melanoma_focal_loss(
     logits: Tensor,
     target: Tensor,
