@@ -28,7 +28,8 @@ ALLOWED: dict[str, set[str]] = {
     "data": BASE,
     "models": BASE | {"data"},
     # training reads the pure metrics (specificity at a sensitivity for model selection), nothing else above it
-    "training": BASE | {"data", "models", "evaluation.metrics", "evaluation._validate", "evaluation.intervals"},
+    # training writes the run folder through dermascan.runs' file names
+    "training": BASE | {"data", "models", "runs", "evaluation.metrics", "evaluation._validate", "evaluation.intervals"},
     "runs": BASE | {"decision", "data", "models", "training.config"},
     "explain": BASE | {"data", "models"},
     "inference": BASE | {"decision", "data", "models", "explain", "runs"},

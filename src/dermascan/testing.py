@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from dermascan.runs import BEST_CHECKPOINT, OPERATING_POINT_FILE
+
 __all__ = ["DEMO_OPERATING_POINT", "random_bundle", "random_run", "synthetic_jpeg"]
 
 
@@ -69,7 +71,7 @@ def random_run(out_dir: str | os.PathLike[str], arch: str, image_size: int | Non
             "data_fingerprint": None,
         },
     }
-    torch.save(ckpt, out / "best.ckpt")
+    torch.save(ckpt, out / BEST_CHECKPOINT)
     return out
 
 
@@ -125,7 +127,7 @@ def random_bundle(
         return bundle
     run = random_run(out / "run", arch, image_size, seed)
     if operating_point is not None:
-        (run / "operating_point.json").write_text(json.dumps(operating_point))
+        (run / OPERATING_POINT_FILE).write_text(json.dumps(operating_point))
     images = [synthetic_jpeg(96 + 24 * i, 72 + 8 * i, seed=i) for i in range(4)]
     calibration = [synthetic_jpeg(300 + 8 * i, 240, seed=100 + i) for i in range(16)] if precision == "int8" else None
     return export_bundle(

@@ -13,6 +13,7 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from dermascan import _io
+from dermascan.runs import HISTORY_CSV, HISTORY_JSON
 
 HISTORY_KEYS = (
     "epoch", "train_loss", "val_loss", "val_accuracy", "val_balanced_accuracy", "melanoma_sensitivity",
@@ -44,7 +45,7 @@ class HistoryWriter(L.Callback):
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # Runs after a checkpoint is restored, so current_epoch is the epoch training resumes at.
-        path = self.out / "history.json"
+        path = self.out / HISTORY_JSON
         if path.exists():
             self.rows = [r for r in json.loads(path.read_text()) if r["epoch"] < trainer.current_epoch]
 
@@ -56,5 +57,5 @@ class HistoryWriter(L.Callback):
         row.update({k: float(v) for k, v in getattr(pl_module, "last_val", {}).items()})
         row["lr"] = float(trainer.optimizers[0].param_groups[0]["lr"])
         self.rows.append({k: row.get(k, float("nan")) for k in HISTORY_KEYS})
-        _io.write_json(self.out / "history.json", self.rows)
-        _io.write_csv(self.out / "history.csv", pd.DataFrame(self.rows, columns=list(HISTORY_KEYS)))
+        _io.write_json(self.out / HISTORY_JSON, self.rows)
+        _io.write_csv(self.out / HISTORY_CSV, pd.DataFrame(self.rows, columns=list(HISTORY_KEYS)))

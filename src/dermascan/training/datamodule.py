@@ -17,6 +17,7 @@ from dermascan.data.readers import DermoscopyIndex
 from dermascan.data.sampling import BalancedSampler, SeededSampler, ShardedShuffleSampler, class_counts
 from dermascan.data.splits import combine_official, make_splits, read_splits, write_splits
 from dermascan.data.transforms import Augmentation, eval_transform, train_transform
+from dermascan.runs import SPLITS_FILE
 from dermascan.training.config import TrainConfig, read_run_data
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ class DermoscopyDataModule(L.LightningDataModule):
         cfg = self.config
         if self.index is None:
             self.index = read_run_data(cfg, skip_bad=cfg.skip_bad, progress=True)
-        split_path = Path(cfg.out) / "splits.csv"
+        split_path = Path(cfg.out) / SPLITS_FILE
         if split_path.exists():
             self.splits = read_splits(split_path, self.index.frame)
         elif cfg.val_data or cfg.test_data:

@@ -17,6 +17,7 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, TQDMProg
 from dermascan.data.readers import DermoscopyIndex
 from dermascan.data.sampling import class_weights
 from dermascan.models import create_model
+from dermascan.runs import BEST_CHECKPOINT, CONFIG_FILE, HISTORY_JSON, LAST_CHECKPOINT
 from dermascan.taxonomy import CLASSES, MELANOMA_INDEX
 from dermascan.training.callbacks import AtomicCheckpointIO, HistoryWriter
 from dermascan.training.config import TrainConfig, save_config
@@ -79,7 +80,7 @@ def train(
         dermascan.training.module.NonFiniteLossError: the loss diverged.
     """
     out = Path(config.out)
-    last = out / "last.ckpt"
+    last = out / LAST_CHECKPOINT
     if resume and not last.exists():
         raise FileNotFoundError(f"cannot resume: {last} does not exist (start the run without --resume)")
     if not resume and last.exists():
@@ -117,12 +118,12 @@ def train(
         "train_class_counts": counts.tolist(),
         "data_fingerprint": data.index.fingerprint() if data.index is not None else None,
     }
-    save_config(config, out / "config.yaml")
+    save_config(config, out / CONFIG_FILE)
     module = LesionClassifier(model, loss_fn, config, meta)
 
     best = ModelCheckpoint(
         dirpath=out,
-        filename="best",
+        filename=BEST_CHECKPOINT.removesuffix(".ckpt"),
         monitor="val_selection",
         mode="max",
         save_top_k=1,
@@ -133,7 +134,7 @@ def train(
     # monitored one improves, which would make --resume lose every epoch since the last improvement.
     last_ckpt = ModelCheckpoint(
         dirpath=out,
-        filename="last",
+        filename=LAST_CHECKPOINT.removesuffix(".ckpt"),
         monitor=None,
         save_top_k=1,
         every_n_epochs=1,
@@ -170,9 +171,14 @@ def train(
         log_every_n_steps=10,
     )
     trainer.fit(module, datamodule=data, ckpt_path=str(last) if resume else None)
-    history_path = out / "history.json"
+    history_path = out / HISTORY_JSON
     rows = json.loads(history_path.read_text()) if history_path.exists() else []
     score = best.best_model_score
     return RunResult(
-        out, out / "best.ckpt", last, trainer.current_epoch, float(score) if score is not None else float("nan"), rows
+        out,
+        out / BEST_CHECKPOINT,
+        last,
+        trainer.current_epoch,
+        float(score) if score is not None else float("nan"),
+        rows,
     )
