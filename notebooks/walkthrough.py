@@ -6,6 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -232,7 +233,9 @@ pd.DataFrame(result.history)
 # point estimate on a few dozen melanomas says little.
 
 # %%
-from dermascan.evaluation.evaluate import compare, evaluate, format_table, headline_rows
+from dermascan.evaluation.compare import compare, format_table
+from dermascan.evaluation.evaluate import evaluate
+from dermascan.evaluation.evaluate_report import headline_rows
 
 evals = {}
 for name, run in runs.items():
