@@ -33,7 +33,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from dermascan.export.benchmark import format_table, heatmap_cost, run_benchmark
+from dermascan.export.benchmark import format_table, run_benchmark
+from dermascan.export.measure import heatmap_cost
 from dermascan.testing import random_bundle, synthetic_jpeg
 
 SPECS = ["torch", "torch:bf16", "onnxruntime", "openvino", "openvino:bf16"]

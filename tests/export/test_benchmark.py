@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from dermascan.export.benchmark import PLAIN_EAGER, format_table, parse_spec, percentiles, run_benchmark, runnable_specs
+from dermascan.export.benchmark import format_table, run_benchmark, runnable_specs
+from dermascan.export.measure import PLAIN_EAGER, parse_spec, percentiles
 from dermascan.testing import random_bundle, synthetic_jpeg
 
 
