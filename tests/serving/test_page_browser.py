@@ -12,11 +12,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 from tests.serving.conftest import Live, png
 
-from dermascan.store.models import Feedback
+from dermascan.store.models import Feedback, PredictionRow
 from dermascan.testing import synthetic_jpeg
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -139,12 +139,21 @@ def test_worklist_histopathology_and_history(page, live: Live, tmp_path: Path) -
     page.locator("#images").set_input_files([str(p) for p in images(tmp_path)])
     page.get_by_role("button", name="Analyse all images").click()
     page.get_by_test_id("lesion").first.wait_for()
+    older = page.get_by_role("link", name="Case record").first.get_attribute("href").rsplit("/", 1)[-1]
+    with Session(live.engine) as s, s.begin():  # a random model flags nothing: flag the visit's older lesion
+        s.execute(
+            update(PredictionRow)
+            .where(PredictionRow.id == older)
+            .values(melanoma_flag=True, risk_band="high", melanoma_risk=0.62, lesion_id="L7", body_site="back")
+        )
 
     page.get_by_role("link", name="Worklist").click()
     rows = page.get_by_test_id("case-row")
     rows.first.wait_for()
     flags = [("flagged" in (rows.nth(i).get_attribute("class") or "")) for i in range(rows.count())]
-    assert flags == sorted(flags, reverse=True)  # flagged first
+    assert flags[0] and not any(flags[1:])  # flagged first, though not the newest
+    assert "High risk" in rows.first.inner_text() and "Flagged" in rows.first.inner_text()
+    assert rows.first.get_by_role("link").get_attribute("href").endswith(older)
     page.screenshot(path=str(IMG / "page_worklist.png"), full_page=True)
 
     link = rows.first.get_by_role("link")
