@@ -18,6 +18,7 @@ demo: $(STAMP)
 	$(BIN)/dermascan demo --out demo_out
 
 test: $(STAMP)
+	sh scripts/ensure-system-deps.sh
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/python -m pytest -q
 

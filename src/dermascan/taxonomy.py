@@ -33,6 +33,11 @@ API_NAMES: dict[str, str] = {
     "VASC": "vascular_lesion",
 }
 
+#: Feedback outcomes (store code -> API name): the seven classes, a lesion outside the taxonomy, and "not
+#: biopsied" (a histopathology answer: the lesion no longer awaits a result). Codes fit the store's 8 characters.
+OUTCOME_NAMES: dict[str, str] = {**API_NAMES, "OTHER": "other", "NOBIOPSY": "not_biopsied"}
+OUTCOME_DISPLAY: dict[str, str] = {**DISPLAY_NAMES, "OTHER": "Other", "NOBIOPSY": "Not biopsied"}
+
 #: Which classes are malignant or pre-malignant (drives the recommendation, not the classifier).
 MALIGNANT: frozenset[str] = frozenset({"MEL", "BCC", "AKIEC"})
 

@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from dermascan.serving import errors
 from dermascan.serving.metrics import ServiceMetrics
 from dermascan.serving.middleware import RequestMiddleware
+from dermascan.serving.pages import install as install_pages
 from dermascan.serving.routes import analyze, clinical, ops
 from dermascan.serving.settings import ServeSettings
 from dermascan.serving.state import ServiceState
@@ -65,6 +66,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
     app.add_middleware(RequestMiddleware, metrics=state.metrics, max_body_bytes=settings.max_body_bytes)
     for router in (analyze.router, clinical.router, ops.router):
         app.include_router(router)
+    install_pages(app)  # the clinician page: HTML over the same functions
     return app
 
 

@@ -22,9 +22,10 @@ from dermascan.store.clinics import Caller
 from dermascan.store.db import transaction
 from dermascan.store.models import Feedback, PredictionRow
 from dermascan.store.predictions import PredictionFilter
-from dermascan.taxonomy import API_NAMES, class_code
+from dermascan.taxonomy import OUTCOME_NAMES
 
 T = TypeVar("T")
+_OUTCOME_CODES = {name: code for code, name in OUTCOME_NAMES.items()}  # melanoma -> MEL, other -> OTHER
 
 
 def _in_transaction(state: ServiceState, fn: Callable[[Session], T]) -> T:
@@ -45,8 +46,8 @@ def feedback_record(f: Feedback) -> FeedbackRecord:
         feedback_id=f.id,
         prediction_id=f.prediction_id,
         created_at=_utc(f.created_at),
-        clinician_diagnosis=API_NAMES[f.clinician_label] if f.clinician_label else None,  # type: ignore[arg-type]
-        histopathology=API_NAMES[f.histopathology_label] if f.histopathology_label else None,  # type: ignore[arg-type]
+        clinician_diagnosis=OUTCOME_NAMES[f.clinician_label] if f.clinician_label else None,  # type: ignore[arg-type]
+        histopathology=OUTCOME_NAMES[f.histopathology_label] if f.histopathology_label else None,  # type: ignore[arg-type]
         histopathology_date=f.histopathology_date,
         source=f.source,
         supersedes=f.supersedes,
@@ -83,8 +84,8 @@ def add_feedback(state: ServiceState, caller: Caller, body: FeedbackRequest) -> 
         row = feedback.append(
             session,
             body.prediction_id,
-            class_code(body.clinician_diagnosis) if body.clinician_diagnosis else None,
-            class_code(body.histopathology) if body.histopathology else None,
+            _OUTCOME_CODES[body.clinician_diagnosis] if body.clinician_diagnosis else None,
+            _OUTCOME_CODES[body.histopathology] if body.histopathology else None,
             body.histopathology_date,
             body.source,
         )

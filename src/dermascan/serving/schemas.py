@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from dermascan.taxonomy import API_NAMES
+from dermascan.taxonomy import API_NAMES, OUTCOME_NAMES
 
 ApiClass = Literal[
     "melanoma",
@@ -24,6 +24,19 @@ ApiClass = Literal[
     "vascular_lesion",
 ]
 assert set(ApiClass.__args__) == set(API_NAMES.values())  # type: ignore[attr-defined]  # one taxonomy
+#: Feedback answers: a class, ``other`` (outside the taxonomy), or ``not_biopsied`` (histopathology only).
+Outcome = Literal[
+    "melanoma",
+    "melanocytic_nevus",
+    "basal_cell_carcinoma",
+    "actinic_keratosis",
+    "benign_keratosis",
+    "dermatofibroma",
+    "vascular_lesion",
+    "other",
+    "not_biopsied",
+]
+assert set(Outcome.__args__) == set(OUTCOME_NAMES.values())  # type: ignore[attr-defined]
 
 #: A 32x32 PNG (a dark disc on skin tone), so the documented example can be sent as it is.
 EXAMPLE_PNG = (
@@ -226,8 +239,8 @@ class FeedbackRequest(BaseModel):
         },
     )
     prediction_id: str = Field(min_length=1, max_length=36)
-    clinician_diagnosis: ApiClass | None = None
-    histopathology: ApiClass | None = None
+    clinician_diagnosis: Outcome | None = Field(None, description="A class, or other (not not_biopsied).")
+    histopathology: Outcome | None = Field(None, description="A class, other, or not_biopsied.")
     histopathology_date: dt.date | None = Field(None, description="Date of the histopathology report.")
     source: str = Field("clinician", min_length=1, max_length=64, description="Who reports: clinician, lab, ...")
 
@@ -237,6 +250,8 @@ class FeedbackRequest(BaseModel):
             raise ValueError("give clinician_diagnosis and/or histopathology")
         if self.histopathology_date is not None and self.histopathology is None:
             raise ValueError("histopathology_date needs histopathology")
+        if self.clinician_diagnosis == "not_biopsied":
+            raise ValueError("clinician_diagnosis cannot be not_biopsied; give that as the histopathology answer")
         return self
 
 
@@ -260,8 +275,8 @@ class FeedbackRecord(BaseModel):
     feedback_id: int
     prediction_id: str
     created_at: dt.datetime
-    clinician_diagnosis: ApiClass | None
-    histopathology: ApiClass | None
+    clinician_diagnosis: Outcome | None
+    histopathology: Outcome | None
     histopathology_date: dt.date | None
     source: str
     supersedes: int | None = Field(description="The earlier feedback this one corrects (kept as it was).")

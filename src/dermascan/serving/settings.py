@@ -58,6 +58,8 @@ class ServeSettings(BaseSettings):
         description="Recommendation text per risk band (low, moderate, high, uncalibrated).",
     )
     log_level: str = Field("info", description="uvicorn log level.")
+    https: bool = Field(False, description="Served over TLS (e.g. behind a proxy): page cookies are marked Secure.")
+    session_hours: float = Field(12, gt=0, le=24 * 7, description="Lifetime of a clinician page sign-in, hours.")
 
     @model_validator(mode="after")
     def _check(self) -> ServeSettings:

@@ -124,9 +124,21 @@ class AccessLog(Base):
     detail: Mapped[dict | None] = mapped_column(JSON, default=None)
 
 
+class WebSession(Base):
+    """A signed-in clinician page (the API key stays with the browser only for the sign-in request). Only the
+    session token's SHA-256 is kept; the session ends at sign-out, at ``expires_at``, or when its key is revoked."""
+
+    __tablename__ = "web_sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    api_key_id: Mapped[int] = mapped_column(ForeignKey("api_keys.id"), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column()
+
+
 def prob_column(code: str) -> str:
     """Name of the probability column of a class code (``MEL`` -> ``p_mel``)."""
     return f"p_{code.lower()}"
 
 
-__all__ = ["AccessLog", "ApiKey", "Base", "Clinic", "Feedback", "PredictionRow", "prob_column", "utcnow"]
+__all__ = ["AccessLog", "ApiKey", "Base", "Clinic", "Feedback", "PredictionRow", "WebSession", "prob_column", "utcnow"]
