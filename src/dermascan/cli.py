@@ -517,6 +517,31 @@ def serve(
         raise _fail(str(e)) from e
 
 
+@app.command()
+def analyze(
+    images: Annotated[list[Path], typer.Argument(help="Image files (JPEG/PNG).")],
+    url: Annotated[list[str], typer.Option("--url", help="Service URL; repeat for fallbacks (edge first).")],
+    key: Annotated[str, typer.Option(envvar="DERMASCAN_API_KEY", help="The clinic's API key.")],
+    clinic: Annotated[str, typer.Option(help="Clinic id.")],
+    patient: Annotated[str, typer.Option(help="Patient id (hashed by the service, never stored in clear).")],
+    timeout: Annotated[float, typer.Option(help="Seconds per attempt before the next URL.")] = 10.0,
+    retries: Annotated[int, typer.Option(help="Rounds over all URLs after a failed one.")] = 2,
+) -> None:
+    """Send images to the service (edge -> cloud fallback) and print one JSON line per image."""
+    import json
+
+    from dermascan.client import Client, ClientError
+
+    with Client(url, key, timeout=timeout, retries=retries) as client:
+        for image in images:
+            try:
+                answer = client.analyze(image, clinic, patient)
+            except (ClientError, OSError) as e:
+                raise _fail(f"{image}: {e}") from e
+            answer.pop("attention_map", None)
+            typer.echo(json.dumps({"image": str(image), "url": client.last_url, **answer}))
+
+
 @clinic_app.command("add")
 def clinic_add(name: Annotated[str, typer.Argument(help="Clinic name; its id is the lower-case slug.")],
                db: DbOpt) -> None:
