@@ -63,16 +63,20 @@ def test_fails_over_when_the_edge_is_slower_than_the_timeout(live: Live, slow_ur
 
 
 def test_retries_then_says_which_urls_failed(down_url: str, slow_url: str) -> None:
-    with Client([down_url, slow_url], "k", timeout=0.3, retries=1, backoff=0.05) as client:
-        with pytest.raises(ClientError, match="no service URL answered") as e:
-            client.analyze(jpeg(), "clinic-a", "P-1")
+    with (
+        Client([down_url, slow_url], "k", timeout=0.3, retries=1, backoff=0.05) as client,
+        pytest.raises(ClientError, match="no service URL answered") as e,
+    ):
+        client.analyze(jpeg(), "clinic-a", "P-1")
     assert down_url in str(e.value) and slow_url in str(e.value)
 
 
 def test_a_4xx_is_raised_at_once_not_retried(live: Live, down_url: str) -> None:
-    with Client([live.url, down_url], live.keys["clinic-a"], timeout=5, retries=3) as client:
-        with pytest.raises(ClientError, match="forbidden_clinic") as e:
-            client.analyze(jpeg(), "clinic-b", "P-1")
+    with (
+        Client([live.url, down_url], live.keys["clinic-a"], timeout=5, retries=3) as client,
+        pytest.raises(ClientError, match="forbidden_clinic") as e,
+    ):
+        client.analyze(jpeg(), "clinic-b", "P-1")
     assert e.value.status == 403
 
 
