@@ -49,9 +49,11 @@ def test_concurrent_clients_and_metrics(live: Live) -> None:
     assert m[(route, (("method", "POST"), ("route", "/api/v1/analyze/batch"), ("status", "200")))] == 1
     assert m[(route, (("method", "GET"), ("route", "/api/v1/predictions/{prediction_id}"), ("status", "401")))] == 1
     assert not any("some-id" in str(k) for k in m)  # ids never become labels
-    assert m[("dermascan_inference_duration_seconds_count", ())] == 13  # 12 single calls + 1 batch call
+    # 12 single calls + 1 batch call queued; the micro-batcher may have joined concurrent ones into fewer calls
     assert m[("dermascan_queue_wait_seconds_count", ())] == 13
-    assert m[("dermascan_batch_size_count", ())] == 13 and m[("dermascan_batch_size_sum", ())] == 15
+    calls = m[("dermascan_inference_duration_seconds_count", ())]
+    assert 1 <= calls <= 13 and m[("dermascan_batch_size_count", ())] == calls
+    assert m[("dermascan_batch_size_sum", ())] == 15
     assert m[("dermascan_queue_depth", ())] == 0
     assert sum(v for (name, _), v in m.items() if name == "dermascan_predictions_total") == 15
     info = [k for k in m if k[0] == "dermascan_model_info"]

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from dermascan.cli._app import DbOpt, app
+from dermascan.cli._app import DbOpt, app, fail
 
 clinic_app = typer.Typer(help="Clinics and their API keys.", no_args_is_help=True)
 db_app = typer.Typer(help="The service's database.", no_args_is_help=True)
@@ -83,3 +83,28 @@ def db_upgrade(db: DbOpt) -> None:
 
     before, after = upgrade(make_engine(db))
     typer.echo(f"database at revision {after}" + ("" if before == after else f" (was {before or 'empty'})"))
+
+
+@app.command()
+def analyze(
+    images: Annotated[list[Path], typer.Argument(help="Image files (JPEG/PNG).")],
+    url: Annotated[list[str], typer.Option("--url", help="Service URL; repeat for fallbacks (edge first).")],
+    key: Annotated[str, typer.Option(envvar="DERMASCAN_API_KEY", help="The clinic's API key.")],
+    clinic: Annotated[str, typer.Option(help="Clinic id.")],
+    patient: Annotated[str, typer.Option(help="Patient id (hashed by the service, never stored in clear).")],
+    timeout: Annotated[float, typer.Option(help="Seconds per attempt before the next URL.")] = 10.0,
+    retries: Annotated[int, typer.Option(help="Rounds over all URLs after a failed one.")] = 2,
+) -> None:
+    """Send images to the service (edge -> cloud fallback) and print one JSON line per image."""
+    import json
+
+    from dermascan.client import Client, ClientError
+
+    with Client(url, key, timeout=timeout, retries=retries) as client:
+        for image in images:
+            try:
+                answer = client.analyze(image, clinic, patient)
+            except (ClientError, OSError) as e:
+                raise fail(f"{image}: {e}") from e
+            answer.pop("attention_map", None)
+            typer.echo(json.dumps({"image": str(image), "url": client.last_url, **answer}))

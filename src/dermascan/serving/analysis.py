@@ -49,6 +49,8 @@ class _Answered:
     image: CheckedImage
     pred: Prediction
     attention_map: str | None
+    pid: str = ""
+    role: str = "primary"  # primary (the champion answered) or canary (the challenger did)
     row: PredictionRow | None = None
 
 
@@ -89,16 +91,56 @@ async def analyze(
         id(i): c for i, c in zip(intakes, checked, strict=True) if isinstance(c, ServiceError)
     }
     if good:
-        results = await state.engine.predict([c.rgb for _, c in good], heatmap=state.heatmap)
-        answered = await run_in_threadpool(_render, state, good, results)
+        rollout = state.rollout
+        if rollout is not None and rollout.stale():
+            await run_in_threadpool(rollout.refresh)
+        # the prediction id is drawn first: it decides (by its hash) which model answers
+        pids = [str(uuid.uuid4()) for _ in good]
+        canary = [rollout is not None and rollout.is_canary(pid) for pid in pids]
+        answered: list[_Answered | ServiceError | None] = [None] * len(good)
+        for is_canary in (False, True):
+            idx = [j for j, c in enumerate(canary) if c == is_canary]
+            if not idx:
+                continue
+            part = [good[j] for j in idx]
+            results = await state.engine.predict([c.rgb for _, c in part], state.heatmap, challenger=is_canary)
+            for j, a in zip(idx, await run_in_threadpool(_render, state, part, results), strict=True):
+                if isinstance(a, _Answered):
+                    a.pid, a.role = pids[j], "canary" if is_canary else "primary"
+                answered[j] = a
         for (item, _), a in zip(good, answered, strict=True):
+            assert a is not None
             outcome[id(item)] = a
         stored = [a for a in answered if isinstance(a, _Answered)]
         if stored:
             ms = (time.perf_counter() - t0) * 1e3
             await run_in_threadpool(_store, state, caller, patient_id, stored, ms)
+            _shadow(state, caller, patient_id, [a for a in stored if a.role == "primary"])
     latency = round((time.perf_counter() - t0) * 1e3)
     return [_response(state, o, latency) if isinstance(o := outcome[id(i)], _Answered) else o for i in intakes]
+
+
+def _shadow(state: ServiceState, caller: Caller, patient_id: str, answered: list[_Answered]) -> None:
+    """Run the challenger on the shadowed share of the champion's answers, after the response; store its
+    answers as ``shadow`` rows linked to the champion's (never shown to anyone through the API)."""
+    rollout, engine = state.rollout, state.engine
+    chosen = [a for a in answered if rollout is not None and rollout.is_shadowed(a.pid)]
+    if not chosen or engine is None:
+        return
+
+    async def job() -> None:
+        t0 = time.perf_counter()
+        results = await engine.predict([a.image.rgb for a in chosen], heatmap=False, challenger=True)
+        ms = (time.perf_counter() - t0) * 1e3
+        shadows = []
+        for a, pred in zip(chosen, results, strict=True):
+            if isinstance(pred, Prediction):
+                shadows.append(_Answered(a.intake, a.image, pred, None, str(uuid.uuid4()), "shadow"))
+                shadows[-1].row = a.row  # the champion's row, for the link
+        if shadows:
+            await run_in_threadpool(_store, state, caller, patient_id, shadows, ms)
+
+    engine.in_background(job)
 
 
 def attention_png(pred: Prediction, alpha: float, max_side: int) -> str:
@@ -135,12 +177,14 @@ def _store(state: ServiceState, caller: Caller, patient_id: str, answered: list[
     try:
         with transaction(state.sessions) as session:
             for a in answered:
-                pid = str(uuid.uuid4())
+                pid = a.pid or str(uuid.uuid4())
                 uri = None
-                if state.keeper is not None:
+                if state.keeper is not None and a.role != "shadow":
                     uri = state.keeper.put(caller.clinic_id, pid, a.image.data, a.image.ext)
                     kept.append(uri)
                 p = a.pred
+                on_challenger = a.role != "primary"
+                shadow_of = a.row.id if a.role == "shadow" and a.row is not None else None
                 a.row = predictions.add(
                     session,
                     PredictionRow(
@@ -150,8 +194,11 @@ def _store(state: ServiceState, caller: Caller, patient_id: str, answered: list[
                         lesion_id=a.intake.lesion_id,
                         body_site=a.intake.body_site,
                         model_version=p.model_version,
-                        bundle_digest=state.bundle_digest,
-                        role="primary",
+                        bundle_digest=state.challenger_digest if on_challenger else state.bundle_digest,
+                        role=a.role,
+                        shadow_of=shadow_of,
+                        shadow_share=None if state.rollout is None else state.rollout.shadow_share,
+                        canary_share=None if state.rollout is None else state.rollout.canary_share,
                         **{prob_column(c): v for c, v in p.probabilities.items()},
                         primary_class=p.primary,
                         melanoma_risk=p.melanoma_risk,
@@ -163,6 +210,8 @@ def _store(state: ServiceState, caller: Caller, patient_id: str, answered: list[
                         **a.image.stats,
                     ),
                 )
+            if answered[0].role == "shadow":
+                return  # the challenger's rows: no clinic read or wrote anything
             access.record(
                 session,
                 caller,
@@ -176,6 +225,8 @@ def _store(state: ServiceState, caller: Caller, patient_id: str, answered: list[
             state.keeper.remove(uri)  # type: ignore[union-attr]
         raise store_unavailable() from e
     for a in answered:
+        if a.role == "shadow":
+            continue
         state.metrics.predictions.labels(a.pred.risk_band or "uncalibrated").inc()
 
 

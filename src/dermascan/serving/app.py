@@ -55,9 +55,13 @@ def create_app(settings: ServeSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(state.start)
+        assert state.engine is not None
+        state.engine.start()
         try:
             yield
         finally:
+            # uvicorn has stopped accepting and answered its open requests; drain what is still queued
+            await state.engine.drain()
             await run_in_threadpool(state.close)
 
     app = FastAPI(title="DermaScan", version="1", description=DESCRIPTION, lifespan=lifespan)

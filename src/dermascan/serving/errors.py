@@ -25,11 +25,12 @@ class ServiceError(Exception):
         status: HTTP status.
         code: stable machine-readable code (``invalid_base64``).
         message: what is wrong and how to fix it, for a person.
+        headers: extra response headers (``Retry-After`` of a 503).
     """
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+        self.status, self.code, self.message, self.headers = status, code, message, headers
 
     def body(self) -> dict[str, Any]:
         return {"error": {"code": self.code, "message": self.message}}
@@ -83,7 +84,7 @@ def _response(status: int, code: str, message: str, headers: dict[str, str] | No
 async def handle(request: Request, exc: Exception) -> JSONResponse:
     """The one exception handler, registered for every exception type the app can raise."""
     if isinstance(exc, ServiceError):
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else exc.headers
         return _response(exc.status, exc.code, exc.message, headers)
     if isinstance(exc, RequestValidationError):
         code, message = validation_message(list(exc.errors()))

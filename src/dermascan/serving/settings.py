@@ -52,6 +52,21 @@ class ServeSettings(BaseSettings):
     min_side: int = Field(32, ge=1, description="Smallest accepted image side, pixels.")
     max_batch: int = Field(16, ge=1, description="Most images in one /analyze/batch call.")
     inference_threads: int = Field(1, ge=1, description="Threads that run the model (the inference executor).")
+    batch_max_size: int = Field(8, ge=1, description="Micro-batcher: most images in one inference call (1: off).")
+    batch_max_wait_ms: float = Field(
+        5.0, ge=0, le=1000, description="Micro-batcher: longest a batch waits for more requests after its first, ms."
+    )
+    queue_size: int = Field(64, ge=1, description="Requests that may wait for the model; one more answers 503.")
+    request_timeout_s: float = Field(30.0, gt=0, description="A request unanswered this long answers 504.")
+    retry_after_s: float = Field(1.0, ge=0, description="Retry-After of a 503 (queue full, shutting down), s.")
+    challenger: Path | None = Field(None, description="Candidate bundle for shadow and canary traffic.")
+    shadow_share: float = Field(
+        0.0, ge=0, le=1, description="Share of champion answers also run on the challenger (stored, never shown)."
+    )
+    canary_share: float = Field(
+        0.0, ge=0, le=1, description="Share of requests answered by the challenger (the store's setting wins)."
+    )
+    share_refresh_s: float = Field(10.0, gt=0, description="How often the canary share is re-read from the store, s.")
     keep_images: str | None = Field(None, description="Keep images for review in this folder or fsspec URL.")
     recommendations: dict[str, str] = Field(
         default_factory=lambda: dict(DEFAULT_RECOMMENDATIONS),
@@ -69,6 +84,12 @@ class ServeSettings(BaseSettings):
                 f"recommendations lacks the band(s) {missing}; give a text for each of "
                 f"{sorted(DEFAULT_RECOMMENDATIONS)}"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _check_challenger(self) -> ServeSettings:
+        if (self.shadow_share or self.canary_share) and self.challenger is None:
+            raise ValueError("shadow_share / canary_share need a challenger bundle: pass --challenger BUNDLE")
         return self
 
     @classmethod

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from dermascan.serving.engine import InferenceEngine
 from dermascan.serving.images import Limits
 from dermascan.serving.metrics import ServiceMetrics
+from dermascan.serving.rollout import Rollout
 from dermascan.serving.settings import ServeSettings
 from dermascan.store.identity import PatientHasher
 from dermascan.store.images import ImageKeeper
@@ -33,6 +34,8 @@ class ServiceState:
         bundle_digest: sha256 of the bundle's manifest (stored with every prediction).
         heatmap: whether answers carry an attention map.
         keeper: image keeping, when switched on.
+        challenger_digest: sha256 of the challenger's manifest ("" without one).
+        rollout: the shadow and canary shares (``None`` without a challenger).
     """
 
     settings: ServeSettings
@@ -44,6 +47,8 @@ class ServiceState:
     bundle_digest: str = ""
     heatmap: bool = False
     keeper: ImageKeeper | None = None
+    challenger_digest: str = ""
+    rollout: Rollout | None = None
 
     @property
     def limits(self) -> Limits:
@@ -66,7 +71,26 @@ class ServiceState:
         self.bundle_digest = bundle_digest(s.bundle)
         predictor = Predictor.from_path(s.bundle, runtime=s.runtime, threads=s.threads)
         self.heatmap = s.heatmap and predictor.heatmap_kind is not None
-        self.engine = InferenceEngine(predictor, self.metrics, threads=s.inference_threads)
+        challenger = None
+        if s.challenger is not None:
+            self.challenger_digest = bundle_digest(s.challenger)
+            challenger = Predictor.from_path(s.challenger, runtime=s.runtime, threads=s.threads)
+            if self.heatmap and challenger.heatmap_kind is None:
+                from dermascan.serving.settings import SettingsError
+
+                raise SettingsError(
+                    f"--challenger {s.challenger}: the bundle has no heat-map output, so its canary answers could "
+                    "not carry the attention map; export it with its heat map, or serve with heatmap: false"
+                )
+            self.rollout = Rollout(s.shadow_share, s.canary_share, self.sessions, s.share_refresh_s)
+            self.rollout.refresh()
+            log.info(
+                "challenger %s: shadow %.3f, canary %.3f",
+                challenger.model_version,
+                s.shadow_share,
+                self.rollout.canary_share,
+            )
+        self.engine = InferenceEngine(predictor, self.metrics, s, challenger)
         self.engine.warm_up(self.heatmap)
         info = predictor.describe()
         self.metrics.model.info(

@@ -65,6 +65,11 @@ class PredictionRow(Base):
     model_version: Mapped[str] = mapped_column(String(128))
     bundle_digest: Mapped[str] = mapped_column(String(64))
     role: Mapped[str] = mapped_column(String(16), default="primary")  # primary / shadow / canary
+    # A shadow row: the champion's prediction it shadows (that one is the answer the clinician saw).
+    shadow_of: Mapped[str | None] = mapped_column(ForeignKey("predictions.id"), index=True, default=None)
+    # The rollout in force when this prediction was made (None: no challenger configured).
+    shadow_share: Mapped[float | None] = mapped_column(Float, default=None)
+    canary_share: Mapped[float | None] = mapped_column(Float, default=None)
     # All seven probabilities, one column each (ISIC 2018 order), so monitoring queries read them directly.
     p_mel: Mapped[float] = mapped_column(Float)
     p_nv: Mapped[float] = mapped_column(Float)
@@ -136,9 +141,30 @@ class WebSession(Base):
     expires_at: Mapped[dt.datetime] = mapped_column()
 
 
+class ServingSetting(Base):
+    """A setting the running services re-read without a restart (``canary_share``: the rollout's share)."""
+
+    __tablename__ = "serving_settings"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
 def prob_column(code: str) -> str:
     """Name of the probability column of a class code (``MEL`` -> ``p_mel``)."""
     return f"p_{code.lower()}"
 
 
-__all__ = ["AccessLog", "ApiKey", "Base", "Clinic", "Feedback", "PredictionRow", "WebSession", "prob_column", "utcnow"]
+__all__ = [
+    "AccessLog",
+    "ApiKey",
+    "Base",
+    "Clinic",
+    "Feedback",
+    "PredictionRow",
+    "ServingSetting",
+    "WebSession",
+    "prob_column",
+    "utcnow",
+]

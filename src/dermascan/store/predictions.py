@@ -36,9 +36,10 @@ def add(session: Session, row: PredictionRow) -> PredictionRow:
 
 
 def get(session: Session, clinic_id: str, prediction_id: str) -> PredictionRow | None:
-    """A clinic's own prediction; another clinic's is ``None``, exactly like a missing one."""
+    """A clinic's own prediction; another clinic's is ``None``, exactly like a missing one (and so is a shadow
+    row: the challenger's answers are never shown)."""
     row = session.get(PredictionRow, prediction_id)
-    return row if row is not None and row.clinic_id == clinic_id else None
+    return row if row is not None and row.clinic_id == clinic_id and row.role != "shadow" else None
 
 
 def list_for_clinic(
@@ -49,7 +50,7 @@ def list_for_clinic(
     Returns:
         (rows of the page, total matching rows).
     """
-    query = select(PredictionRow).where(PredictionRow.clinic_id == clinic_id)
+    query = select(PredictionRow).where(PredictionRow.clinic_id == clinic_id, PredictionRow.role != "shadow")
     if where.flagged is not None:
         query = query.where(PredictionRow.melanoma_flag.is_(where.flagged))
     if where.awaiting_histopathology is not None:
@@ -68,8 +69,12 @@ def list_for_clinic(
     return list(page), total
 
 
-def count(session: Session) -> int:
-    return session.scalar(select(func.count()).select_from(PredictionRow)) or 0
+def count(session: Session, role: str | None = None) -> int:
+    """All rows, or those of one ``role`` (primary, canary, shadow)."""
+    query = select(func.count()).select_from(PredictionRow)
+    if role is not None:
+        query = query.where(PredictionRow.role == role)
+    return session.scalar(query) or 0
 
 
 __all__ = ["PredictionFilter", "add", "count", "get", "list_for_clinic"]
