@@ -39,8 +39,9 @@ def test_explain_command(tiny_run: Path, synth_small: Path, tmp_path: Path) -> N
     from PIL import Image
 
     image = sorted((synth_small / "images").iterdir())[0]
-    result = runner.invoke(app, ["explain", "--run", str(tiny_run), "--image", str(image), "--out",
-                                 str(tmp_path / "h.png")])
+    result = runner.invoke(
+        app, ["explain", "--run", str(tiny_run), "--image", str(image), "--out", str(tmp_path / "h.png")]
+    )
     assert result.exit_code == 0, result.output
     assert Image.open(tmp_path / "h.png").size == Image.open(image).size
     # the answer is the Predictor's: calibrated and decided at the locked threshold (or said to be uncalibrated)
@@ -53,12 +54,16 @@ def test_synth_twice_is_byte_identical(tmp_path: Path) -> None:
     import hashlib
 
     def digest(root: Path) -> dict[str, str]:
-        return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-                for p in sorted(root.rglob("*")) if p.is_file()}
+        return {
+            str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*"))
+            if p.is_file()
+        }
 
     for name in ("a", "b"):
-        result = runner.invoke(app, ["synth", "--out", str(tmp_path / name), "--n", "40", "--size", "48", "--seed",
-                                     "3", "--workers", "1"])
+        result = runner.invoke(
+            app, ["synth", "--out", str(tmp_path / name), "--n", "40", "--size", "48", "--seed", "3", "--workers", "1"]
+        )
         assert result.exit_code == 0, result.output
     assert digest(tmp_path / "a") == digest(tmp_path / "b") and len(digest(tmp_path / "a")) == 2 * 40 + 2
     again = runner.invoke(app, ["synth", "--out", str(tmp_path / "a"), "--n", "4", "--size", "48"])
@@ -76,8 +81,18 @@ def test_export_predict_and_bench_commands(tiny_run: Path, synth_small: Path, tm
 
     good = sorted((synth_small / "images").iterdir())[:2]
     (tmp_path / "bad.jpg").write_bytes(b"not a jpeg")
-    result = runner.invoke(app, ["predict", "--bundle", str(bundle), *map(str, good), str(tmp_path / "bad.jpg"),
-                                 "--heatmap", str(tmp_path / "maps")])
+    result = runner.invoke(
+        app,
+        [
+            "predict",
+            "--bundle",
+            str(bundle),
+            *map(str, good),
+            str(tmp_path / "bad.jpg"),
+            "--heatmap",
+            str(tmp_path / "maps"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     lines = [json.loads(line) for line in result.stdout.splitlines()]  # stdout is JSON lines only
     assert [Path(d["image"]).name for d in lines] == [good[0].name, good[1].name, "bad.jpg"]
@@ -95,8 +110,20 @@ def test_bench_command(tiny_run: Path, tmp_path: Path) -> None:
     import json
 
     runner.invoke(app, ["export", "--run", str(tiny_run), "--out", str(tmp_path / "b")])
-    result = runner.invoke(app, ["bench", "--bundle", str(tmp_path / "b"), "--runtime", "onnxruntime", "--repeats",
-                                 "3", "--out", str(tmp_path / "bench.json")])
+    result = runner.invoke(
+        app,
+        [
+            "bench",
+            "--bundle",
+            str(tmp_path / "b"),
+            "--runtime",
+            "onnxruntime",
+            "--repeats",
+            "3",
+            "--out",
+            str(tmp_path / "bench.json"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "bench.json").read_text())
     assert report and "onnxruntime" in result.output and "torch" in result.output
@@ -129,17 +156,37 @@ def test_metadata_option_keeps_lesion_grouping_through_train_and_the_audits(tmp_
     folder = write_ham_image_folder(tmp_path / "ham", per_class=6, metadata_name=None)
     metadata = tmp_path / "ham-isic" / "HAM10000_metadata.csv"  # not in the folder: only --metadata finds it
 
-    result = runner.invoke(app, ["eda", "--data", str(folder), "--out", str(tmp_path / "e"), "--metadata",
-                                 str(metadata)])
+    result = runner.invoke(
+        app, ["eda", "--data", str(folder), "--out", str(tmp_path / "e"), "--metadata", str(metadata)]
+    )
     assert result.exit_code == 0, result.output
     eda = json.loads((tmp_path / "e" / "eda.json").read_text())
     assert eda["lesions"]["lesion_ids_available"] and eda["lesions"]["n_lesions"] == 3 * 7
     assert "sex" in eda["metadata"]
 
     run = tmp_path / "run"
-    result = runner.invoke(app, ["train", "--preset", "cpu-demo", "--data", str(folder), "--metadata", str(metadata),
-                                 "--out", str(run), "--epochs", "1", "--image-size", "32", "--batch-size", "16",
-                                 "--precision", "32-true"])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "--preset",
+            "cpu-demo",
+            "--data",
+            str(folder),
+            "--metadata",
+            str(metadata),
+            "--out",
+            str(run),
+            "--epochs",
+            "1",
+            "--image-size",
+            "32",
+            "--batch-size",
+            "16",
+            "--precision",
+            "32-true",
+        ],
+    )
     assert result.exit_code == 0, result.output
     splits = pd.read_csv(run / "splits.csv")
     assert splits["lesion_id"].str.startswith("HAM_").all() and splits["lesion_id"].nunique() == 21
@@ -151,12 +198,14 @@ def test_metadata_option_keeps_lesion_grouping_through_train_and_the_audits(tmp_
     attributes = json.loads((tmp_path / "fair" / "fairness.json").read_text())["attributes"]
     assert {"sex", "localization"} <= set(attributes)
 
-    bad = runner.invoke(app, ["eda", "--data", str(folder), "--out", str(tmp_path / "e2"), "--metadata",
-                              str(tmp_path / "nope.csv")])
+    bad = runner.invoke(
+        app, ["eda", "--data", str(folder), "--out", str(tmp_path / "e2"), "--metadata", str(tmp_path / "nope.csv")]
+    )
     assert bad.exit_code == 2 and "nope.csv does not exist" in bad.output
     for command in ("evaluate", "errors", "fairness"):  # not a run folder: a clear error, not a traceback
-        bad = runner.invoke(app, [command, "--run", str(folder), "--out", str(tmp_path / "x"), "--metadata",
-                                  str(metadata)])
+        bad = runner.invoke(
+            app, [command, "--run", str(folder), "--out", str(tmp_path / "x"), "--metadata", str(metadata)]
+        )
         assert bad.exit_code == 2 and "run folder" in bad.output, (command, bad.output)
 
 
@@ -173,8 +222,11 @@ def test_train_help_and_presets_name_the_briefs_class_weights_as_the_baseline() 
         if preset.name.endswith(".yaml"):
             source = preset.read_text()
             weighting = yaml.safe_load(source)["class_weighting"]
-            assert weighting == "uniform" or "the brief's inverse N / (K N_i)" in source or (
-                "the brief's N / (K N_i) (the baseline)" in source), preset.name
+            assert (
+                weighting == "uniform"
+                or "the brief's inverse N / (K N_i)" in source
+                or ("the brief's N / (K N_i) (the baseline)" in source)
+            ), preset.name
 
 
 def test_demo_quick_honours_variant_epochs_size_and_no_audit(tmp_path: Path, monkeypatch) -> None:
@@ -185,8 +237,9 @@ def test_demo_quick_honours_variant_epochs_size_and_no_audit(tmp_path: Path, mon
     monkeypatch.setattr(dermascan.demo, "run_demo", lambda out, cfg, echo: seen.append(cfg))  # no training here
     args = ["demo", "--out", str(tmp_path / "d"), "--quick"]
     assert runner.invoke(app, args).exit_code == 0
-    result = runner.invoke(app, [*args, "--variant", "cnn_ce", "--epochs", "2", "--n-images", "120", "--no-audit",
-                                 "--seed", "4"])
+    result = runner.invoke(
+        app, [*args, "--variant", "cnn_ce", "--epochs", "2", "--n-images", "120", "--no-audit", "--seed", "4"]
+    )
     assert result.exit_code == 0, result.output
     quick, flagged = seen
     assert (quick.n_images, quick.epochs, quick.size, quick.audit) == (300, 1, 48, True)
@@ -239,8 +292,9 @@ def test_train_options_are_the_train_config_fields() -> None:
 
 
 def test_bad_choice_and_user_errors_are_one_line_not_a_traceback(tmp_path: Path) -> None:
-    bad_choice = runner.invoke(app, ["evaluate", "--run", str(tmp_path), "--out", str(tmp_path / "e"),
-                                     "--split", "holdout"])
+    bad_choice = runner.invoke(
+        app, ["evaluate", "--run", str(tmp_path), "--out", str(tmp_path / "e"), "--split", "holdout"]
+    )
     assert bad_choice.exit_code == 2 and "holdout" in bad_choice.output
     not_a_run = runner.invoke(app, ["explain", "--run", str(tmp_path), "--image", str(tmp_path / "x.jpg")])
     assert not_a_run.exit_code == 2 and not_a_run.output.startswith("error: ")

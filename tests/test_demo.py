@@ -66,6 +66,9 @@ def test_demo_writes_summary_and_index(tmp_path: Path) -> None:
     assert "eager-pipeline" in bench and "openvino" in bench and "Parity with the eager model" in page
     service = dep["service"]  # the service was started on the bundle and answered the brief's request
     assert service["request"]["clinic_id"] == "demo-clinic" and set(service["request"]) == {
-        "image", "clinic_id", "patient_id"}
+        "image",
+        "clinic_id",
+        "patient_id",
+    }
     assert service["response"]["prediction_id"] and service["response"]["diagnosis"]["primary"]
     assert "The clinical service (brief section 4.2)" in page

@@ -65,8 +65,14 @@ class DemoConfig:
 
 
 #: ``--quick``: a one-minute smoke run with meaningless figures. Flags given beside it still win.
-QUICK: dict[str, Any] = {"n_images": 300, "size": 48, "image_size": 32, "epochs": 1, "lower_ci": False,
-                         "extra": {"batch_size": 32}}
+QUICK: dict[str, Any] = {
+    "n_images": 300,
+    "size": 48,
+    "image_size": 32,
+    "epochs": 1,
+    "lower_ci": False,
+    "extra": {"batch_size": 32},
+}
 
 
 def demo_config(quick: bool = False, **given: Any) -> DemoConfig:
@@ -85,8 +91,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "cnn_ce": {"arch": "resnet18", "loss": "ce", "class_weighting": "uniform"},
     "cnn_focal_inverse": {"arch": "resnet18", "loss": "weighted_ce_focal", "class_weighting": "inverse"},
     "cnn_focal_sqrt": {"arch": "resnet18", "loss": "weighted_ce_focal", "class_weighting": "sqrt_inverse"},
-    "vit_focal_sqrt": {"arch": "vit_tiny", "loss": "weighted_ce_focal", "class_weighting": "sqrt_inverse",
-                       "lr": 0.002},
+    "vit_focal_sqrt": {"arch": "vit_tiny", "loss": "weighted_ce_focal", "class_weighting": "sqrt_inverse", "lr": 0.002},
 }
 
 
@@ -123,8 +128,10 @@ def run_demo(out_dir: str | Path, cfg: DemoConfig | None = None, echo: Callable[
     start = time.perf_counter()
     data = out / "data"
     if not (data / "metadata.csv").exists():
-        steps.run("synthetic data", lambda: generate_dataset(
-            data, SynthConfig(n=cfg.n_images, size=cfg.size, seed=cfg.seed), progress=True))
+        steps.run(
+            "synthetic data",
+            lambda: generate_dataset(data, SynthConfig(n=cfg.n_images, size=cfg.size, seed=cfg.seed), progress=True),
+        )
     index = steps.run("read data", lambda: read_dataset(data, progress=False))
     steps.run("EDA", lambda: run_eda(index, out / "eda"))
 
@@ -132,13 +139,31 @@ def run_demo(out_dir: str | Path, cfg: DemoConfig | None = None, echo: Callable[
     for name in cfg.variants:
         run_dir, eval_dir = out / "runs" / name, out / "eval" / name
         if not (run_dir / "last.ckpt").exists():
-            config = resolve_config("cpu-demo", data=str(data), out=str(run_dir), image_size=cfg.image_size,
-                                    epochs=cfg.epochs, seed=cfg.seed, val_fraction=cfg.val_fraction,
-                                    test_fraction=cfg.test_fraction, **VARIANTS[name], **cfg.extra)
+            config = resolve_config(
+                "cpu-demo",
+                data=str(data),
+                out=str(run_dir),
+                image_size=cfg.image_size,
+                epochs=cfg.epochs,
+                seed=cfg.seed,
+                val_fraction=cfg.val_fraction,
+                test_fraction=cfg.test_fraction,
+                **VARIANTS[name],
+                **cfg.extra,
+            )
             steps.run(f"train {name}", lambda c=config: train(c, index=index, progress=True))
-        steps.run(f"evaluate {name}", lambda r=run_dir, e=eval_dir: evaluate(
-            r, e, index=index, target_sensitivity=cfg.target_sensitivity, require_lower_ci=cfg.lower_ci,
-            recalibrate=True, progress=False))
+        steps.run(
+            f"evaluate {name}",
+            lambda r=run_dir, e=eval_dir: evaluate(
+                r,
+                e,
+                index=index,
+                target_sensitivity=cfg.target_sensitivity,
+                require_lower_ci=cfg.lower_ci,
+                recalibrate=True,
+                progress=False,
+            ),
+        )
         evals[name] = eval_dir
 
     table = compare(list(evals.values()), out)
@@ -162,10 +187,19 @@ def _audit(out: Path, winner: str, evals: dict[str, Path], index: Any, steps: _S
     from dermascan.evaluation.evaluate import audit_errors, audit_fairness
 
     summary["heatmaps"] = steps.run("heat maps", lambda: _heatmaps(out, evals, index))
-    steps.run("error analysis", lambda: audit_errors(out / "runs" / winner, out / "errors", index=index,
-                                                     heatmap_fn=_overlay_fn(out / "runs" / winner), progress=False))
-    steps.run("fairness audit", lambda: audit_fairness(out / "runs" / winner, out / "fairness", index=index,
-                                                       progress=False))
+    steps.run(
+        "error analysis",
+        lambda: audit_errors(
+            out / "runs" / winner,
+            out / "errors",
+            index=index,
+            heatmap_fn=_overlay_fn(out / "runs" / winner),
+            progress=False,
+        ),
+    )
+    steps.run(
+        "fairness audit", lambda: audit_fairness(out / "runs" / winner, out / "fairness", index=index, progress=False)
+    )
     summary["deployment"] = _deployment(out, winner, evals[winner], steps)
 
 
@@ -178,8 +212,10 @@ def _deployment(out: Path, winner: str, eval_dir: Path, steps: _Steps) -> dict[s
     from dermascan.export.benchmark import format_table, run_benchmark
     from dermascan.inference import Predictor
 
-    bundle = steps.run("export bundle", lambda: export_bundle(out / "runs" / winner, out / "bundle", overwrite=True,
-                                                              max_parity_images=400))
+    bundle = steps.run(
+        "export bundle",
+        lambda: export_bundle(out / "runs" / winner, out / "bundle", overwrite=True, max_parity_images=400),
+    )
 
     def export_int8() -> tuple[Path | str, list[dict[str, Any]]]:
         try:
@@ -205,17 +241,38 @@ def _deployment(out: Path, winner: str, eval_dir: Path, steps: _Steps) -> dict[s
 
     predictions = steps.run("predict through the bundle", predict)
     service = steps.run("HTTP service: the brief's request", lambda: _service_call(out, bundle, sample["path"].iloc[0]))
-    report = steps.run("latency benchmark", lambda: run_benchmark(
-        bundle, runtimes=["onnxruntime", "openvino", "openvino:bf16"], repeats=15, batch_sizes=(8,),
-        out_json=out / "bench.json"))
+    report = steps.run(
+        "latency benchmark",
+        lambda: run_benchmark(
+            bundle,
+            runtimes=["onnxruntime", "openvino", "openvino:bf16"],
+            repeats=15,
+            batch_sizes=(8,),
+            out_json=out / "bench.json",
+        ),
+    )
     tables = [format_table(report)]
     if isinstance(int8, Path):
-        report8 = steps.run("latency benchmark, int8", lambda: run_benchmark(
-            int8, runtimes=["onnxruntime", "openvino"], repeats=15, batch_sizes=(8,), out_json=out / "bench-int8.json"))
+        report8 = steps.run(
+            "latency benchmark, int8",
+            lambda: run_benchmark(
+                int8,
+                runtimes=["onnxruntime", "openvino"],
+                repeats=15,
+                batch_sizes=(8,),
+                out_json=out / "bench-int8.json",
+            ),
+        )
         tables.append(format_table(report8))
     _io.write_text(out / "bench.txt", "\n\n".join(tables) + "\n")
-    return {"bundle": str(bundle), "int8": str(int8), "parity": parity, "predictions": predictions,
-            "bench_table": "\n\n".join(tables), "service": service}
+    return {
+        "bundle": str(bundle),
+        "int8": str(int8),
+        "parity": parity,
+        "predictions": predictions,
+        "bench_table": "\n\n".join(tables),
+        "service": service,
+    }
 
 
 def _service_call(out: Path, bundle: Path, image_path: str) -> dict[str, Any]:
@@ -236,11 +293,18 @@ def _service_call(out: Path, bundle: Path, image_path: str) -> dict[str, Any]:
     with db.transaction(db.session_factory(engine)) as session:
         clinic, key = clinics.add_clinic(session, "Demo Clinic")
     engine.dispose()
-    request = {"image": base64.b64encode(Path(image_path).read_bytes()).decode(), "clinic_id": clinic.id,
-               "patient_id": "demo-patient-1"}
+    request = {
+        "image": base64.b64encode(Path(image_path).read_bytes()).decode(),
+        "clinic_id": clinic.id,
+        "patient_id": "demo-patient-1",
+    }
     with BackgroundServer(settings) as server:
-        req = urllib.request.Request(server.url + "/api/v1/analyze", data=json.dumps(request).encode(), method="POST",
-                                     headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}"})
+        req = urllib.request.Request(
+            server.url + "/api/v1/analyze",
+            data=json.dumps(request).encode(),
+            method="POST",
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}"},
+        )
         with urllib.request.urlopen(req, timeout=60) as r:
             answer = json.load(r)
     _io.write_json(folder / "response.json", answer)
@@ -248,12 +312,17 @@ def _service_call(out: Path, bundle: Path, image_path: str) -> dict[str, Any]:
     def short(d: dict[str, Any], k: str) -> dict[str, Any]:
         return {**d, k: d[k][:40] + f"... ({len(d[k])} chars)"} if isinstance(d.get(k), str) else d
 
-    return {"url": "POST /api/v1/analyze", "request": short(request, "image"),
-            "response": short(answer, "attention_map"), "attention_map": answer.get("attention_map")}
+    return {
+        "url": "POST /api/v1/analyze",
+        "request": short(request, "image"),
+        "response": short(answer, "attention_map"),
+        "attention_map": answer.get("attention_map"),
+    }
 
 
 def _pick_winner(evals: dict[str, Path]) -> str:
     """The variant to deploy, chosen on validation only: the best specificity at its locked threshold."""
+
     def val_spec(name: str) -> float:
         m = json.loads((evals[name] / "metrics.json").read_text())
         return m["operating_point"]["validation"]["specificity"]["value"] or 0.0
@@ -309,8 +378,14 @@ def _heatmaps(out: Path, evals: dict[str, Path], index: Any, n_gallery: int = 6,
 def _summary(table: Any, evals: dict[str, Path], cfg: DemoConfig) -> dict[str, Any]:
     models = []
     for r in table.astype(object).where(table.notna(), None).to_dict(orient="records"):
-        entry = {"name": r["model"], "arch": r["arch"], "loss": r["loss"], "weighting": r["weighting"],
-                 "decision": r["decision"], "threshold": r["threshold"]}
+        entry = {
+            "name": r["model"],
+            "arch": r["arch"],
+            "loss": r["loss"],
+            "weighting": r["weighting"],
+            "decision": r["decision"],
+            "threshold": r["threshold"],
+        }
         for f in ("sensitivity", "specificity", "auroc", "balanced_accuracy", "specificity_at_90_sensitivity"):
             entry[f] = r[f]
             entry[f"{f}_ci"] = [r[f + "_lo"], r[f + "_hi"]]
@@ -335,53 +410,112 @@ def _verdict(summary: dict[str, Any]) -> str:
 
 def _heatmap_html(out: Path, sanity: dict[str, Any]) -> str:
     h = _html
-    rows = [(name, method, r["energy_in_mask"], r["uniform_share"], r["energy_ratio"], r["randomization_spearman"])
-            for name, per in sanity.items() for method, r in per.items()]
-    gallery = "".join(f"<h3>{p.stem}</h3>" + h.image(p.relative_to(out), f"heat maps of {p.stem}")
-                      for p in sorted((out / "heatmaps").glob("*.png")))
-    return (h.paragraph("Sanity checks on test images with lesion masks: the share of heat-map energy inside the "
-                        "lesion against a uniform map's share (the lesion's area fraction), and the rank "
-                        "correlation between the trained model's map and a randomly re-initialised model's "
-                        "(well below 1 means the map depends on what the model learned).")
-            + h.table(["model", "method", "energy in mask", "uniform share", "ratio", "Spearman vs random"], rows)
-            + gallery)
+    rows = [
+        (name, method, r["energy_in_mask"], r["uniform_share"], r["energy_ratio"], r["randomization_spearman"])
+        for name, per in sanity.items()
+        for method, r in per.items()
+    ]
+    gallery = "".join(
+        f"<h3>{p.stem}</h3>" + h.image(p.relative_to(out), f"heat maps of {p.stem}")
+        for p in sorted((out / "heatmaps").glob("*.png"))
+    )
+    return (
+        h.paragraph(
+            "Sanity checks on test images with lesion masks: the share of heat-map energy inside the "
+            "lesion against a uniform map's share (the lesion's area fraction), and the rank "
+            "correlation between the trained model's map and a randomly re-initialised model's "
+            "(well below 1 means the map depends on what the model learned)."
+        )
+        + h.table(["model", "method", "energy in mask", "uniform share", "ratio", "Spearman vs random"], rows)
+        + gallery
+    )
 
 
 def _deployment_html(out: Path, dep: dict[str, Any] | None) -> str:
     if not dep:
         return ""
     h = _html
-    rows = [(Path(p["image"]).name, p.get("truth"), p.get("primary"), p.get("melanoma_risk"), p.get("melanoma_flag"),
-             p.get("risk_band")) for p in dep["predictions"]]
-    overlays = "".join(h.image(Path(p["heatmap"]).relative_to(out), Path(p["image"]).name)
-                       for p in dep["predictions"] if p.get("heatmap"))
-    parity = [(r["bundle"], r["runtime"], r["compute_precision"], r["n_images"], f"{r['max_abs_prob_diff']:.1e}",
-               f"{r['primary_agreement']:.1%}", f"{r['flag_agreement']:.1%}",
-               "-" if r.get("p95_abs_map_diff") is None else f"{r['p95_abs_map_diff']:.3f}",
-               "pass" if r["passed"] else "FAIL")
-              for r in dep.get("parity", [])]
+    rows = [
+        (
+            Path(p["image"]).name,
+            p.get("truth"),
+            p.get("primary"),
+            p.get("melanoma_risk"),
+            p.get("melanoma_flag"),
+            p.get("risk_band"),
+        )
+        for p in dep["predictions"]
+    ]
+    overlays = "".join(
+        h.image(Path(p["heatmap"]).relative_to(out), Path(p["image"]).name)
+        for p in dep["predictions"]
+        if p.get("heatmap")
+    )
+    parity = [
+        (
+            r["bundle"],
+            r["runtime"],
+            r["compute_precision"],
+            r["n_images"],
+            f"{r['max_abs_prob_diff']:.1e}",
+            f"{r['primary_agreement']:.1%}",
+            f"{r['flag_agreement']:.1%}",
+            "-" if r.get("p95_abs_map_diff") is None else f"{r['p95_abs_map_diff']:.3f}",
+            "pass" if r["passed"] else "FAIL",
+        )
+        for r in dep.get("parity", [])
+    ]
     int8_note = h.paragraph(dep["int8"]) if dep.get("int8", "").startswith("int8 export refused") else ""
-    return (h.paragraph(f"The production candidate was exported to {Path(dep['bundle']).name}/ (ONNX, checksummed, "
-                        "parity-checked on validation images) and run on six test images through the Predictor.")
-            + h.table(["image", "truth", "primary", "melanoma risk", "flag", "risk band"], rows)
-            + "<h3>Parity with the eager model (validation images)</h3>"
-            + h.table(["bundle", "runtime", "computes in", "images", "max |dp|", "primary agrees", "flag agrees",
-                       "heat map p95 |d|", "gate"], parity) + int8_note
-            + f'<div class="grid">{overlays}</div>'
-            + "<h3>Latency (batch 1, per stage, this machine)</h3><pre>" + html_escape(dep["bench_table"]) + "</pre>"
-            + _service_html(dep.get("service")))
+    return (
+        h.paragraph(
+            f"The production candidate was exported to {Path(dep['bundle']).name}/ (ONNX, checksummed, "
+            "parity-checked on validation images) and run on six test images through the Predictor."
+        )
+        + h.table(["image", "truth", "primary", "melanoma risk", "flag", "risk band"], rows)
+        + "<h3>Parity with the eager model (validation images)</h3>"
+        + h.table(
+            [
+                "bundle",
+                "runtime",
+                "computes in",
+                "images",
+                "max |dp|",
+                "primary agrees",
+                "flag agrees",
+                "heat map p95 |d|",
+                "gate",
+            ],
+            parity,
+        )
+        + int8_note
+        + f'<div class="grid">{overlays}</div>'
+        + "<h3>Latency (batch 1, per stage, this machine)</h3><pre>"
+        + html_escape(dep["bench_table"])
+        + "</pre>"
+        + _service_html(dep.get("service"))
+    )
 
 
 def _service_html(service: dict[str, Any] | None) -> str:
     if not service:
         return ""
     shown = {k: v for k, v in service.items() if k != "attention_map"}
-    img = (f'<img alt="attention map" src="data:image/png;base64,{service["attention_map"]}" style="max-width:240px">'
-           if service.get("attention_map") else "")
-    return ("<h3>The clinical service (brief section 4.2)</h3>"
-            + _html.paragraph("`dermascan serve` was started on this bundle (loopback, fresh SQLite store), sent the "
-                              "brief's request for one test image, and stopped.")
-            + "<pre>" + html_escape(json.dumps(shown, indent=2)) + "</pre>" + img)
+    img = (
+        f'<img alt="attention map" src="data:image/png;base64,{service["attention_map"]}" style="max-width:240px">'
+        if service.get("attention_map")
+        else ""
+    )
+    return (
+        "<h3>The clinical service (brief section 4.2)</h3>"
+        + _html.paragraph(
+            "`dermascan serve` was started on this bundle (loopback, fresh SQLite store), sent the "
+            "brief's request for one test image, and stopped."
+        )
+        + "<pre>"
+        + html_escape(json.dumps(shown, indent=2))
+        + "</pre>"
+        + img
+    )
 
 
 def html_escape(text: str) -> str:
@@ -397,29 +531,66 @@ def _write_index(out: Path, summary: dict[str, Any], evals: dict[str, Path]) -> 
         lo, hi = m[f + "_ci"]
         return "—" if m[f] is None else f"{m[f]:.3f} ({lo:.3f}–{hi:.3f})" if lo is not None else f"{m[f]:.3f}"
 
-    rows = [(m["name"], m["arch"], f"{m['loss']} ({m['weighting']})", m["decision"], ci(m, "sensitivity"),
-             ci(m, "specificity"), ci(m, "auroc"), ci(m, "balanced_accuracy"), "yes" if m["meets_bar"] else "no")
-            for m in summary["models"]]
+    rows = [
+        (
+            m["name"],
+            m["arch"],
+            f"{m['loss']} ({m['weighting']})",
+            m["decision"],
+            ci(m, "sensitivity"),
+            ci(m, "specificity"),
+            ci(m, "auroc"),
+            ci(m, "balanced_accuracy"),
+            "yes" if m["meets_bar"] else "no",
+        )
+        for m in summary["models"]
+    ]
     links = "".join(f'<li><a href="{d.relative_to(out)}/report.html">{name}</a></li>' for name, d in evals.items())
     sections = [
-        sec("Result", h.paragraph(_verdict(summary), "note") + h.table(
-            ["model", "arch", "loss (weighting)", "decision", "sensitivity", "specificity", "AUROC",
-             "balanced acc.", "meets bar"], rows)
-            + h.paragraph("95% confidence intervals in brackets: Wilson for proportions, stratified bootstrap for "
-                          "AUROC and balanced accuracy. Thresholds were chosen on the validation split and applied "
-                          "unchanged to the test split.")),
+        sec(
+            "Result",
+            h.paragraph(_verdict(summary), "note")
+            + h.table(
+                [
+                    "model",
+                    "arch",
+                    "loss (weighting)",
+                    "decision",
+                    "sensitivity",
+                    "specificity",
+                    "AUROC",
+                    "balanced acc.",
+                    "meets bar",
+                ],
+                rows,
+            )
+            + h.paragraph(
+                "95% confidence intervals in brackets: Wilson for proportions, stratified bootstrap for "
+                "AUROC and balanced accuracy. Thresholds were chosen on the validation split and applied "
+                "unchanged to the test split."
+            ),
+        ),
         sec("Data", '<p><a href="eda/eda.html">Exploratory data analysis</a></p>' + h.image("eda/samples.png")),
-        sec("Evaluation reports", f"<ul>{links}</ul>"
-            + h.paragraph(f"Production candidate, chosen on validation only: {summary.get('winner')}.")),
+        sec(
+            "Evaluation reports",
+            f"<ul>{links}</ul>"
+            + h.paragraph(f"Production candidate, chosen on validation only: {summary.get('winner')}."),
+        ),
     ]
     if "heatmaps" in summary:
         sections += [
             sec("Heat maps", _heatmap_html(out, summary["heatmaps"])),
-            sec("Error analysis and fairness", '<ul><li><a href="errors/errors.html">Missed melanomas</a></li>'
-                '<li><a href="fairness/fairness.html">Fairness audit</a></li></ul>'),
+            sec(
+                "Error analysis and fairness",
+                '<ul><li><a href="errors/errors.html">Missed melanomas</a></li>'
+                '<li><a href="fairness/fairness.html">Fairness audit</a></li></ul>',
+            ),
             sec("Deployment", _deployment_html(out, summary.get("deployment"))),
         ]
     sections.append(sec("Timings", h.table(["step", "seconds"], list(summary["timings_s"].items()))))
-    return _html.write_page(out / "index.html", "DermaScan demo", sections,
-                            subtitle=f"Synthetic dermoscopy, {summary['config']['n_images']} images; "
-                                     f"total {summary['total_s']:.0f} s")
+    return _html.write_page(
+        out / "index.html",
+        "DermaScan demo",
+        sections,
+        subtitle=f"Synthetic dermoscopy, {summary['config']['n_images']} images; total {summary['total_s']:.0f} s",
+    )

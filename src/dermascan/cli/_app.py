@@ -71,14 +71,24 @@ Accelerator = Literal["auto", "cpu", "gpu"]
 DataOpt = Annotated[Path, typer.Option("--data", help="Dataset folder (ISIC 2018, HAM10000 or ImageFolder).")]
 OutOpt = Annotated[Path, typer.Option("--out", help="Output folder.")]
 SkipBadOpt = Annotated[bool, typer.Option("--skip-bad", help="Leave out bad images/rows and list them.")]
-MetadataOpt = Annotated[Path | None, typer.Option(
-    "--metadata", help="Metadata CSV (image_id, lesion_id, age, sex, localization, ...) joined to the images, "
-                       "e.g. HAM10000_metadata_sample.csv beside an ImageFolder tree. Default: the folder's "
-                       "metadata.csv / HAM10000_metadata.csv, else its one *metadata*.csv.")]
+MetadataOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--metadata",
+        help="Metadata CSV (image_id, lesion_id, age, sex, localization, ...) joined to the images, "
+        "e.g. HAM10000_metadata_sample.csv beside an ImageFolder tree. Default: the folder's "
+        "metadata.csv / HAM10000_metadata.csv, else its one *metadata*.csv.",
+    ),
+]
 RunOpt = Annotated[Path, typer.Option("--run", help="Run folder made by `dermascan train`.")]
 RunDataOpt = Annotated[Path | None, typer.Option("--data", help="Dataset folder (default: the run's own).")]
-RunMetadataOpt = Annotated[Path | None, typer.Option(
-    "--metadata", help="Metadata CSV joined to the images (default: the run's own --metadata with its own data; "
-                       "else the folder's metadata.csv / HAM10000_metadata.csv / one *metadata*.csv).")]
+RunMetadataOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--metadata",
+        help="Metadata CSV joined to the images (default: the run's own --metadata with its own data; "
+        "else the folder's metadata.csv / HAM10000_metadata.csv / one *metadata*.csv).",
+    ),
+]
 RuntimeOpt = Annotated[Runtime, typer.Option(help="Runtime (auto: the fastest present).")]
 DbOpt = Annotated[str, typer.Option("--db", help="Database URL: sqlite:///path.db or postgresql+psycopg://...")]

@@ -28,13 +28,22 @@ def evaluate(
     data: RunDataOpt = None,
     metadata: RunMetadataOpt = None,
     split: Annotated[Split, typer.Option(help="test, val, train, or all (every image of --data).")] = "test",
-    tta: Annotated[bool, typer.Option(help="Average over flips (test-time augmentation); must match the locked "
-                                           "operating point unless --recalibrate.")] = False,
-    target_sensitivity: Annotated[float | None, typer.Option(help="Melanoma sensitivity the threshold targets "
-                                                                  "(default 0.90; to change a locked one, "
-                                                                  "--recalibrate).")] = None,
-    lower_ci: Annotated[bool, typer.Option("--lower-ci", help="Require the lower 95% CI bound on validation "
-                                                               "to reach the target.")] = False,
+    tta: Annotated[
+        bool,
+        typer.Option(
+            help="Average over flips (test-time augmentation); must match the locked "
+            "operating point unless --recalibrate."
+        ),
+    ] = False,
+    target_sensitivity: Annotated[
+        float | None,
+        typer.Option(
+            help="Melanoma sensitivity the threshold targets (default 0.90; to change a locked one, --recalibrate)."
+        ),
+    ] = None,
+    lower_ci: Annotated[
+        bool, typer.Option("--lower-ci", help="Require the lower 95% CI bound on validation to reach the target.")
+    ] = False,
     recalibrate: Annotated[bool, typer.Option(help="Choose temperature and threshold again.")] = False,
 ) -> None:
     """Evaluate at argmax and at the validation-locked melanoma threshold, with 95% CIs.
@@ -46,11 +55,21 @@ def evaluate(
     from dermascan.evaluation.evaluate_report import headline_rows, threshold_free_rows
 
     # Not given is None, so a flag that differs from a locked operating point is refused, not ignored.
-    m = run_evaluation(run, out, data=data, split=split, tta=tta, target_sensitivity=target_sensitivity,
-                       require_lower_ci=True if lower_ci else None, recalibrate=recalibrate,
-                       index=_run_index(run, data, metadata))
-    typer.echo(f"{m['split']}: {m['n']} images, {m['melanoma']['n_pos']} melanomas; "
-               f"threshold {m['melanoma']['threshold']:.4f} (locked on validation)")
+    m = run_evaluation(
+        run,
+        out,
+        data=data,
+        split=split,
+        tta=tta,
+        target_sensitivity=target_sensitivity,
+        require_lower_ci=True if lower_ci else None,
+        recalibrate=recalibrate,
+        index=_run_index(run, data, metadata),
+    )
+    typer.echo(
+        f"{m['split']}: {m['n']} images, {m['melanoma']['n_pos']} melanomas; "
+        f"threshold {m['melanoma']['threshold']:.4f} (locked on validation)"
+    )
     typer.echo(f"{'figure (95% CI)':<32} {'at threshold':<24} {'at argmax':<24}")
     for label, t, a in headline_rows(m):
         typer.echo(f"{label:<32} {t:<24} {a:<24}")
@@ -65,10 +84,12 @@ def explain(
     run: RunOpt,
     image: Annotated[Path, typer.Option(help="Image file to explain.")],
     out: Annotated[Path, typer.Option("--out", help="Overlay PNG to write.")] = Path("heat.png"),
-    method: Annotated[Method, typer.Option(help="auto (Grad-CAM for CNNs, attention for ViTs), gradcam, attention, "
-                                                "rollout.")] = "auto",
-    class_code: Annotated[str | None, typer.Option("--class", help="Class to explain (Grad-CAM); default: the "
-                                                                     "decided one.")] = None,
+    method: Annotated[
+        Method, typer.Option(help="auto (Grad-CAM for CNNs, attention for ViTs), gradcam, attention, rollout.")
+    ] = "auto",
+    class_code: Annotated[
+        str | None, typer.Option("--class", help="Class to explain (Grad-CAM); default: the decided one.")
+    ] = None,
 ) -> None:
     """Heat map of what drove the model's answer for one image, as an overlay PNG, with the calibrated answer."""
     from dermascan.data.io import ImageError
@@ -90,8 +111,10 @@ def explain(
     flag = "melanoma flagged" if answer.melanoma_flag else "not flagged"
     band = f", {answer.risk_band} risk" if answer.risk_band else " (uncalibrated: run `dermascan evaluate` first)"
     threshold = f" at threshold {answer.threshold:.3f}" if answer.threshold is not None else ""
-    typer.echo(f"{image.name}: {answer.primary} {answer.confidence:.3f}, p(MEL) {answer.melanoma_risk:.3f}, "
-               f"{flag}{threshold}{band}; wrote {out}")
+    typer.echo(
+        f"{image.name}: {answer.primary} {answer.confidence:.3f}, p(MEL) {answer.melanoma_risk:.3f}, "
+        f"{flag}{threshold}{band}; wrote {out}"
+    )
 
 
 def _heatmap_fn(run: Path):
@@ -120,8 +143,10 @@ def errors(
     index = _run_index(run, data, metadata)
     heatmap_fn = _heatmap_fn(run) if heatmaps else None
     summary = audit_errors(run, out, data=data, split=split, heatmap_fn=heatmap_fn, index=index)
-    typer.echo(f"{summary['n_false_negatives']} missed melanoma(s) of {summary['n_melanoma']} at threshold "
-               f"{summary['threshold']:.4f}")
+    typer.echo(
+        f"{summary['n_false_negatives']} missed melanoma(s) of {summary['n_melanoma']} at threshold "
+        f"{summary['threshold']:.4f}"
+    )
     for finding in summary.get("findings", []):
         typer.echo(f"  - {finding}")
     typer.echo(f"wrote {out / 'errors.html'}")

@@ -21,8 +21,7 @@ def synth(
         list[str] | None, typer.Option(help="Force dermoscope profile(s), e.g. a new device for drift tests.")
     ] = None,
     workers: Annotated[int, typer.Option(help="Worker processes (0 = all cores).")] = 0,
-    feature_overlap: Annotated[float | None, typer.Option(help="How much class features overlap (difficulty).")]
-    = None,
+    feature_overlap: Annotated[float | None, typer.Option(help="How much class features overlap (difficulty).")] = None,
     nuisance_rate: Annotated[float | None, typer.Option(help="Scale on hair/ruler/ink/bubble/... rates.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace a non-empty --out folder.")] = False,
 ) -> None:
@@ -30,8 +29,9 @@ def synth(
     from dermascan.data.synthetic import SynthConfig, generate_dataset
 
     kwargs: dict = {"dermoscopes": tuple(dermoscope)} if dermoscope else {}
-    kwargs.update({k: v for k, v in (("feature_overlap", feature_overlap), ("nuisance_rate", nuisance_rate))
-                   if v is not None})
+    kwargs.update(
+        {k: v for k, v in (("feature_overlap", feature_overlap), ("nuisance_rate", nuisance_rate)) if v is not None}
+    )
     cfg = SynthConfig(n=n, size=size, seed=seed, workers=workers, **kwargs)
     try:
         meta = generate_dataset(out, cfg, overwrite=overwrite)

@@ -15,15 +15,18 @@ def export(
     run: RunOpt,
     out: OutOpt,
     format: Annotated[ModelFormat, typer.Option("--format", help="onnx (main artifact) or torchscript.")] = "onnx",
-    precision: Annotated[BundlePrecision, typer.Option(help="fp32, fp16, bf16 or int8 (ONNX only; see "
-                                                            "dermascan.export).")] = "fp32",
+    precision: Annotated[
+        BundlePrecision, typer.Option(help="fp32, fp16, bf16 or int8 (ONNX only; see dermascan.export).")
+    ] = "fp32",
     name: Annotated[str | None, typer.Option(help="Model name (default dermascan-<arch>).")] = None,
     version: Annotated[str | None, typer.Option(help="Model version (default <run>-<date>).")] = None,
-    parity_images: Annotated[Path | None, typer.Option(help="Folder of images for the parity check "
-                                                            "(default: the run's validation split).")] = None,
-    calibration_images: Annotated[Path | None, typer.Option(help="int8: folder of images that fit the activation "
-                                                                 "ranges (default: the run's training split).")]
-    = None,
+    parity_images: Annotated[
+        Path | None, typer.Option(help="Folder of images for the parity check (default: the run's validation split).")
+    ] = None,
+    calibration_images: Annotated[
+        Path | None,
+        typer.Option(help="int8: folder of images that fit the activation ranges (default: the run's training split)."),
+    ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing bundle folder.")] = False,
 ) -> None:
     """Export a run to a checksummed bundle; fails (and writes nothing) when parity against the eager model fails."""
@@ -33,18 +36,27 @@ def export(
     for folder in (parity_images, calibration_images):
         if folder is not None and not folder.is_dir():
             raise fail(f"{folder} is not a folder of images")
-    path = export_bundle(run, out, fmt=format, precision=precision, name=name, version=version,
-                         parity_images=[parity_images] if parity_images else None,
-                         calibration_images=[calibration_images] if calibration_images else None,
-                         overwrite=overwrite, progress=True)
+    path = export_bundle(
+        run,
+        out,
+        fmt=format,
+        precision=precision,
+        name=name,
+        version=version,
+        parity_images=[parity_images] if parity_images else None,
+        calibration_images=[calibration_images] if calibration_images else None,
+        overwrite=overwrite,
+        progress=True,
+    )
     manifest = load_bundle(path).manifest
     typer.echo(f"wrote bundle {path}: {manifest['name']} {manifest['version']} ({format}, {precision})")
     for r in manifest.get("parity", []):
-        typer.echo(f"  parity on {r['n_images']} validation images, {r['runtime']} {r['compute_precision']}: "
-                   f"max |dp| {r['max_abs_prob_diff']:.2e}, decisions agree {r['primary_agreement']:.1%}, "
-                   f"melanoma flags agree {r['flag_agreement']:.1%}"
-                   + ("" if r.get("p95_abs_map_diff") is None else
-                      f", heat maps within {r['p95_abs_map_diff']:.3f} (p95)"))
+        typer.echo(
+            f"  parity on {r['n_images']} validation images, {r['runtime']} {r['compute_precision']}: "
+            f"max |dp| {r['max_abs_prob_diff']:.2e}, decisions agree {r['primary_agreement']:.1%}, "
+            f"melanoma flags agree {r['flag_agreement']:.1%}"
+            + ("" if r.get("p95_abs_map_diff") is None else f", heat maps within {r['p95_abs_map_diff']:.3f} (p95)")
+        )
 
 
 @app.command()
@@ -52,8 +64,7 @@ def predict(
     images: Annotated[list[Path], typer.Argument(help="Image files and/or folders.")],
     bundle: Annotated[Path | None, typer.Option(help="Model bundle made by `dermascan export`.")] = None,
     run: Annotated[Path | None, typer.Option(help="Run folder (eager PyTorch) instead of a bundle.")] = None,
-    heatmap: Annotated[Path | None, typer.Option("--heatmap", help="Write heat-map overlays to this folder.")]
-    = None,
+    heatmap: Annotated[Path | None, typer.Option("--heatmap", help="Write heat-map overlays to this folder.")] = None,
     runtime: RuntimeOpt = "auto",
     batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 16,
 ) -> None:
@@ -80,43 +91,50 @@ def predict(
         failed += "error" in d
         typer.echo(json.dumps(d))
     if failed:
-        typer.secho(f"{failed} file(s) could not be analysed (see their error lines)", err=True,
-                    fg=typer.colors.YELLOW)
+        typer.secho(f"{failed} file(s) could not be analysed (see their error lines)", err=True, fg=typer.colors.YELLOW)
 
 
 @app.command()
 def bench(
     bundle: Annotated[Path, typer.Option(help="Model bundle.")],
     out: Annotated[Path | None, typer.Option("--out", help="Write the report (JSON) here.")] = None,
-    runtime: Annotated[list[str] | None, typer.Option(help="runtime[:precision], repeatable (default: all).")]
-    = None,
+    runtime: Annotated[list[str] | None, typer.Option(help="runtime[:precision], repeatable (default: all).")] = None,
     image: Annotated[Path | None, typer.Option(help="Test image (default: a synthetic 1024x768 JPEG).")] = None,
     repeats: Annotated[int, typer.Option(help="Timed single-image predictions per runtime.")] = 30,
-    rounds: Annotated[int, typer.Option(help="Measure every runtime this many times, in rotated order, and pool "
-                                             "(steadier ratios on a busy machine).")] = 1,
+    rounds: Annotated[
+        int,
+        typer.Option(
+            help="Measure every runtime this many times, in rotated order, and pool "
+            "(steadier ratios on a busy machine)."
+        ),
+    ] = 1,
 ) -> None:
     """Latency per stage (p50/p95/p99), throughput and peak memory per runtime, eager PyTorch as reference."""
     from dermascan.export.benchmark import format_table, run_benchmark
 
-    report = run_benchmark(bundle, runtimes=runtime, out_json=out, image=image, repeats=repeats, rounds=rounds,
-                           progress=True)
+    report = run_benchmark(
+        bundle, runtimes=runtime, out_json=out, image=image, repeats=repeats, rounds=rounds, progress=True
+    )
     typer.echo(format_table(report))
 
 
 @app.command("score")
 def score_archive(
     bundle: Annotated[Path, typer.Option(help="Model bundle made by `dermascan export`.")],
-    input: Annotated[str, typer.Option("--input", help="Folder, image file or fsspec URL (file://, s3://, gs://), "
-                                                       "read recursively.")],
+    input: Annotated[
+        str, typer.Option("--input", help="Folder, image file or fsspec URL (file://, s3://, gs://), read recursively.")
+    ],
     output: Annotated[Path, typer.Option("--output", help="Parquet file; a re-run skips the images already in it.")],
     engine: Annotated[Engine, typer.Option(help="local (one process) or ray (Ray Data actor pool).")] = "local",
-    address: Annotated[str | None, typer.Option(help="Ray cluster to join (auto, ray://head:10001); default: "
-                                                     "start a local one.")] = None,
+    address: Annotated[
+        str | None, typer.Option(help="Ray cluster to join (auto, ray://head:10001); default: start a local one.")
+    ] = None,
     batch_size: Annotated[int, typer.Option(help="Images per runtime batch (and per Ray block).")] = 64,
     actors: Annotated[int, typer.Option(help="Ray actors, each holding one copy of the model.")] = 2,
     gpus_per_actor: Annotated[float, typer.Option(help="GPUs per Ray actor (0.5 packs two on a GPU).")] = 0.0,
-    cpus_per_actor: Annotated[float | None, typer.Option(help="CPUs per Ray actor (default: half the cluster's "
-                                                              "CPUs shared out, at most 1).")] = None,
+    cpus_per_actor: Annotated[
+        float | None, typer.Option(help="CPUs per Ray actor (default: half the cluster's CPUs shared out, at most 1).")
+    ] = None,
     threads: Annotated[int | None, typer.Option(help="Runtime threads (per actor on Ray).")] = None,
     runtime: RuntimeOpt = "auto",
     num_cpus: Annotated[int | None, typer.Option(help="CPUs of a local Ray cluster (default: all).")] = None,
@@ -127,11 +145,26 @@ def score_archive(
     """
     from dermascan.scoring import score
 
-    s = score(bundle, input, output, engine=engine, address=address, batch_size=batch_size, actors=actors,
-              gpus_per_actor=gpus_per_actor, cpus_per_actor=cpus_per_actor, threads=threads, runtime=runtime,
-              num_cpus=num_cpus, progress=True)
-    typer.echo(f"scored {s.n_scored} image(s) ({s.n_errors} error rows), skipped {s.n_skipped} already in {output}; "
-               f"{s.n_rows} rows in all")
+    s = score(
+        bundle,
+        input,
+        output,
+        engine=engine,
+        address=address,
+        batch_size=batch_size,
+        actors=actors,
+        gpus_per_actor=gpus_per_actor,
+        cpus_per_actor=cpus_per_actor,
+        threads=threads,
+        runtime=runtime,
+        num_cpus=num_cpus,
+        progress=True,
+    )
+    typer.echo(
+        f"scored {s.n_scored} image(s) ({s.n_errors} error rows), skipped {s.n_skipped} already in {output}; "
+        f"{s.n_rows} rows in all"
+    )
     if s.n_scored:
-        typer.echo(f"{s.engine}: start-up {s.startup_s:.1f} s, then {s.images_per_s:.0f} images/s; "
-                   f"{s.elapsed_s:.1f} s in all")
+        typer.echo(
+            f"{s.engine}: start-up {s.startup_s:.1f} s, then {s.images_per_s:.0f} images/s; {s.elapsed_s:.1f} s in all"
+        )

@@ -37,14 +37,16 @@ def serve(
     from dermascan.serving.server import serve as run_server
     from dermascan.serving.settings import ServeSettings
 
-    settings = ServeSettings.load(config, bundle=bundle, db=db, host=host, port=port, dev=dev or None,
-                                  patient_key_file=patient_key_file)
+    settings = ServeSettings.load(
+        config, bundle=bundle, db=db, host=host, port=port, dev=dev or None, patient_key_file=patient_key_file
+    )
     run_server(settings)
 
 
 @clinic_app.command("add")
-def clinic_add(name: Annotated[str, typer.Argument(help="Clinic name; its id is the lower-case slug.")],
-               db: DbOpt) -> None:
+def clinic_add(
+    name: Annotated[str, typer.Argument(help="Clinic name; its id is the lower-case slug.")], db: DbOpt
+) -> None:
     """Add a clinic (or a key to an existing one) and print the new API key once, on its own line."""
     from dermascan.store.clinics import add_clinic
 
@@ -55,9 +57,13 @@ def clinic_add(name: Annotated[str, typer.Argument(help="Clinic name; its id is 
 
 
 @clinic_app.command("revoke")
-def clinic_revoke(clinic_id: Annotated[str, typer.Argument(help="The clinic's id.")], db: DbOpt,
-                  key: Annotated[str | None, typer.Option(help="Revoke only the key with this prefix "
-                                                               "(its first 12 characters).")] = None) -> None:
+def clinic_revoke(
+    clinic_id: Annotated[str, typer.Argument(help="The clinic's id.")],
+    db: DbOpt,
+    key: Annotated[
+        str | None, typer.Option(help="Revoke only the key with this prefix (its first 12 characters).")
+    ] = None,
+) -> None:
     """Revoke a clinic's keys (all, or one by its prefix)."""
     from dermascan.store.clinics import revoke
 

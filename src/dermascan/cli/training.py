@@ -31,17 +31,22 @@ def train(
     data: Annotated[Path | None, typer.Option(help="Dataset folder (not needed with --resume).")] = None,
     metadata: MetadataOpt = None,
     out: OutOpt = Path("runs/run"),
-    preset: Annotated[str | None, typer.Option(help="cpu-demo, isic2018-resnet50-baseline, isic2018-resnet50, "
-                                                    "isic2018-vit_b_16.")] = None,
+    preset: Annotated[
+        str | None, typer.Option(help="cpu-demo, isic2018-resnet50-baseline, isic2018-resnet50, isic2018-vit_b_16.")
+    ] = None,
     config: Annotated[Path | None, typer.Option(help="YAML file of config keys (overrides the preset).")] = None,
     arch: Annotated[str | None, typer.Option(help="resnet50, vit_b_16, resnet18, vit_tiny or timm:<name>.")] = None,
     weights: Annotated[str | None, typer.Option(help="none, imagenet, or a local state-dict file.")] = None,
     freeze: Annotated[bool | None, typer.Option("--freeze/--no-freeze", help="Freeze early layers.")] = None,
     image_size: Annotated[int | None, typer.Option(help="Network input side in pixels.")] = None,
     loss: Annotated[Loss | None, typer.Option(help="ce (baseline) or weighted_ce_focal.")] = None,
-    class_weighting: Annotated[Weighting | None, typer.Option(
-        help="inverse (the brief's baseline, N / (K N_i)), sqrt_inverse (its square root, mean 1: measured better "
-             "in the demo; the cpu-demo default), clipped (inverse capped at 5), uniform.")] = None,
+    class_weighting: Annotated[
+        Weighting | None,
+        typer.Option(
+            help="inverse (the brief's baseline, N / (K N_i)), sqrt_inverse (its square root, mean 1: measured better "
+            "in the demo; the cpu-demo default), clipped (inverse capped at 5), uniform."
+        ),
+    ] = None,
     focal_gamma: Annotated[float | None, typer.Option(help="Focusing parameter of the melanoma focal term.")] = None,
     focal_weight: Annotated[float | None, typer.Option(help="Weight (lambda_1) of the melanoma focal term.")] = None,
     sampler: Annotated[Sampler | None, typer.Option(help="shuffle or balanced.")] = None,
@@ -56,15 +61,19 @@ def train(
     accelerator: Annotated[Accelerator | None, typer.Option(help="auto, cpu or gpu.")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed for split, init, sampling, augmentation.")] = None,
     patience: Annotated[int | None, typer.Option(help="Early-stopping patience (epochs).")] = None,
-    target_sensitivity: Annotated[float | None, typer.Option(
-        help="Melanoma sensitivity at which validation specificity selects the checkpoint.")] = None,
+    target_sensitivity: Annotated[
+        float | None, typer.Option(help="Melanoma sensitivity at which validation specificity selects the checkpoint.")
+    ] = None,
     val_fraction: Annotated[float | None, typer.Option(help="Validation share per class.")] = None,
     test_fraction: Annotated[float | None, typer.Option(help="Test share per class.")] = None,
     num_workers: Annotated[int | None, typer.Option(help="Loader workers (-1 automatic).")] = None,
-    val_data: Annotated[Path | None, typer.Option(help="Separate validation folder (e.g. official ISIC 2018 "
-                                                        "validation), used whole as the val split.")] = None,
-    test_data: Annotated[Path | None, typer.Option(help="Separate test folder, used whole as the test split.")]
-    = None,
+    val_data: Annotated[
+        Path | None,
+        typer.Option(
+            help="Separate validation folder (e.g. official ISIC 2018 validation), used whole as the val split."
+        ),
+    ] = None,
+    test_data: Annotated[Path | None, typer.Option(help="Separate test folder, used whole as the test split.")] = None,
     cache_dir: Annotated[Path | None, typer.Option(help="Pre-resized image cache folder.")] = None,
     limit_train_batches: Annotated[int | None, typer.Option(help="Cap steps per epoch (smoke runs).")] = None,
     skip_bad: SkipBadOpt = False,
