@@ -183,7 +183,14 @@ def test_shadow_and_canary_shares(tiny_bundle: Path, challenger: Path, tmp_path:
         # the rollout changes the canary share in the store: the service follows without a restart
         with db.transaction(sessions) as session:
             stored.set_share(session, 0.0)
-        time.sleep(0.5)
+        # the service re-reads the share on its refresh period; on a busy machine that can take a few periods
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            probe = _burst(live, 1)[0].json()["prediction_id"]
+            with sessions() as session:
+                if session.get(PredictionRow, probe).canary_share == 0.0:
+                    break
+            time.sleep(0.2)
         later = [r.json()["prediction_id"] for r in _burst(live, 8)]
         with sessions() as session:
             assert {session.get(PredictionRow, i).role for i in later} == {"primary"}
