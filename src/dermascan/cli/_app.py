@@ -91,4 +91,6 @@ RunMetadataOpt = Annotated[
     ),
 ]
 RuntimeOpt = Annotated[Runtime, typer.Option(help="Runtime (auto: the fastest present).")]
-DbOpt = Annotated[str, typer.Option("--db", help="Database URL: sqlite:///path.db or postgresql+psycopg://...")]
+DbOpt = Annotated[
+    str, typer.Option("--db", envvar="DERMASCAN_DB", help="Database URL: sqlite:///path.db or postgresql+psycopg://...")
+]

@@ -39,6 +39,10 @@ def key_prefix(key: str) -> str:
     return key[:PREFIX_LEN]
 
 
+#: The shipped Secret template's placeholder starts so; a key that does is refused, never used.
+PLACEHOLDER_PREFIX = b"REPLACE"
+
+
 class PatientHasher:
     """``HMAC-SHA256(key, patient_id)`` as hex.
 
@@ -51,6 +55,11 @@ class PatientHasher:
             raise PatientKeyError(
                 f"the patient key has {len(key)} bytes; use at least {MIN_PATIENT_KEY_BYTES} random bytes "
                 "(e.g. `python -c 'import secrets; print(secrets.token_hex(32))'`)"
+            )
+        if key.startswith(PLACEHOLDER_PREFIX):
+            raise PatientKeyError(
+                "the patient key is the placeholder of deploy/k8s/secret.example.yaml; create the Secret from a "
+                "real key (`openssl rand -hex 32 > patient.key`, then docs/deploy.md)"
             )
         self._key = key
 
