@@ -56,9 +56,15 @@ def load_image(source: str | os.PathLike[str] | bytes, *, name: str | None = Non
     return to_rgb(img)
 
 
+def _rotated(img: Image.Image) -> bool:
+    """Whether the EXIF orientation tag asks for a rotation or flip (1, or no tag, is upright)."""
+    return img.getexif().get(0x0112, 1) != 1
+
+
 def to_rgb(img: Image.Image) -> Image.Image:
     """Upright 8-bit RGB version of a decoded PIL image (see :func:`load_image` for the rules)."""
-    img = ImageOps.exif_transpose(img)
+    # only when the tag asks for it: without one, exif_transpose still returns a full copy of the pixels
+    img = ImageOps.exif_transpose(img) if _rotated(img) else img
     if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))

@@ -78,10 +78,24 @@ class Prediction:
         if max_side and max(w, h) > max_side:
             scale = max_side / max(w, h)
             size = (max(1, round(w * scale)), max(1, round(h * scale)))
-            rgb = rgb.resize(size, Image.Resampling.BILINEAR)
-            heat = np.asarray(Image.fromarray(heat).resize(size, Image.Resampling.BILINEAR))  # (h', w')
+            factor = int(1 / scale)
+            if factor >= 2:  # a box filter by the integer part first: a tenth of the cost of a bilinear resize
+                rgb = rgb.reduce(factor)
+            if rgb.size != size:
+                rgb = rgb.resize(size, Image.Resampling.BILINEAR)
+            # The heat map is smooth (a 7x7 or 14x14 grid upsampled): sampling it at the new pixel centres loses
+            # nothing visible and costs a fifth of resizing it.
+            rows = ((np.arange(size[1]) + 0.5) * h / size[1]).astype(np.intp)
+            cols = ((np.arange(size[0]) + 0.5) * w / size[0]).astype(np.intp)
+            heat = heat[np.ix_(rows, cols)]  # (h', w')
             box = None if box is None else tuple(round(v * scale) for v in box)
         return overlay(rgb, heat, alpha=alpha, box=box)
+
+    def overlay_png_base64(self, alpha: float = 0.45, max_side: int = 0) -> str:
+        """:meth:`overlay` as base64 PNG (the API's ``attention_map``)."""
+        from dermascan.explain.render import to_png_base64
+
+        return to_png_base64(self.overlay(alpha, max_side))
 
     def release_images(self) -> None:
         """Drop the decoded image and the heat map (the overlay can no longer be drawn): keeps memory flat."""
@@ -108,9 +122,7 @@ class Prediction:
         if self.heatmap_path is not None:
             out["heatmap"] = self.heatmap_path
         if heatmap_png:
-            from dermascan.explain.render import to_png_base64
-
-            out["heatmap_png"] = to_png_base64(self.overlay())
+            out["heatmap_png"] = self.overlay_png_base64()
         return out
 
 
