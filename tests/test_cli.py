@@ -299,3 +299,16 @@ def test_bad_choice_and_user_errors_are_one_line_not_a_traceback(tmp_path: Path)
     not_a_run = runner.invoke(app, ["explain", "--run", str(tmp_path), "--image", str(tmp_path / "x.jpg")])
     assert not_a_run.exit_code == 2 and not_a_run.output.startswith("error: ")
     assert "Traceback" not in not_a_run.output and "dermascan train" in not_a_run.output
+
+
+def test_serve_refuses_a_shadow_share_without_a_challenger(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["serve", "--bundle", str(tmp_path), "--dev", "--shadow-share", "0.1"])
+    assert result.exit_code == 2, result.output
+    assert "--challenger" in result.output and "Traceback" not in result.output
+
+
+def test_serve_help_shows_the_defaults_it_names() -> None:
+    result = runner.invoke(app, ["serve", "--help"])
+    assert result.exit_code == 0
+    text = " ".join(result.output.replace("│", " ").split())  # the help box wraps lines
+    assert "(default 127.0.0.1)" in text and "(default 8; 1: off)" in text

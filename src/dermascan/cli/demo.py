@@ -14,9 +14,9 @@ from dermascan.cli._app import OutOpt, app
 def demo(
     out: OutOpt = Path("demo_out"),
     n_images: Annotated[
-        int | None, typer.Option(help="Synthetic images in all [default: 8000; 300 with --quick].")
+        int | None, typer.Option(help="Synthetic images in all (default 8000; 300 with --quick).")
     ] = None,
-    epochs: Annotated[int | None, typer.Option(help="Epochs per model [default: 8; 1 with --quick].")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs per model (default 8; 1 with --quick).")] = None,
     seed: Annotated[int, typer.Option(help="Seed for data, splits and training.")] = 0,
     quick: Annotated[
         bool,

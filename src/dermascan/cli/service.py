@@ -27,18 +27,42 @@ def _session(db: str):  # type: ignore[no-untyped-def]
 def serve(
     bundle: Annotated[Path, typer.Option(help="Model bundle folder.")],
     db: Annotated[str | None, typer.Option(help="Database URL (default: SQLite in the data folder).")] = None,
-    host: Annotated[str | None, typer.Option(help="Address to listen on [default: 127.0.0.1].")] = None,
-    port: Annotated[int | None, typer.Option(help="TCP port [default: 8000].")] = None,
+    host: Annotated[str | None, typer.Option(help="Address to listen on (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="TCP port (default 8000).")] = None,
     config: Annotated[Path | None, typer.Option(help="YAML file of settings (see ServeSettings).")] = None,
     dev: Annotated[bool, typer.Option(help="Development: a throwaway patient key if none is set.")] = False,
     patient_key_file: Annotated[Path | None, typer.Option(help="File holding the patient-hash key.")] = None,
+    challenger: Annotated[Path | None, typer.Option(help="Candidate bundle for shadow and canary traffic.")] = None,
+    shadow_share: Annotated[
+        float | None, typer.Option(help="Share of answers also run on the challenger, stored, never shown.")
+    ] = None,
+    canary_share: Annotated[
+        float | None, typer.Option(help="Share answered by the challenger (a rollout's stored share wins).")
+    ] = None,
+    batch_max_size: Annotated[int | None, typer.Option(help="Micro-batcher: most images a call (default 8; 1: off).")] = None,
+    batch_max_wait_ms: Annotated[
+        float | None, typer.Option(help="Micro-batcher: longest wait for more requests after the first, ms.")
+    ] = None,
+    queue_size: Annotated[int | None, typer.Option(help="Requests that may wait; one more is 503 (default 64).")] = None,
 ) -> None:
-    """The clinical HTTP service (one uvicorn worker per process; see /docs)."""
+    """The clinical HTTP service (one uvicorn worker per process; see /docs). SIGTERM drains, then exits."""
     from dermascan.serving.server import serve as run_server
     from dermascan.serving.settings import ServeSettings
 
     settings = ServeSettings.load(
-        config, bundle=bundle, db=db, host=host, port=port, dev=dev or None, patient_key_file=patient_key_file
+        config,
+        bundle=bundle,
+        db=db,
+        host=host,
+        port=port,
+        dev=dev or None,
+        patient_key_file=patient_key_file,
+        challenger=challenger,
+        shadow_share=shadow_share,
+        canary_share=canary_share,
+        batch_max_size=batch_max_size,
+        batch_max_wait_ms=batch_max_wait_ms,
+        queue_size=queue_size,
     )
     run_server(settings)
 
