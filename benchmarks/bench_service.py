@@ -126,7 +126,10 @@ def _free_port() -> int:
 
 @contextmanager
 def served(bundle: Path, folder: Path, name: str, **settings: Any):  # type: ignore[no-untyped-def]
-    """A ``dermascan serve`` process on a free loopback port with a fresh SQLite store: yields (url, key, pid)."""
+    """A ``dermascan serve`` process on a free loopback port with a fresh SQLite store: yields (url, key, pid).
+
+    With ``MALLOC_ARENA_MAX=2``, as the container images set it.
+    """
     db_url = f"sqlite:///{folder / f'{name}.db'}"
     engine = db.make_engine(db_url)
     db.upgrade(engine)
@@ -135,7 +138,7 @@ def served(bundle: Path, folder: Path, name: str, **settings: Any):  # type: ign
     engine.dispose()
     (folder / "key").write_text(PATIENT_KEY)
     port = _free_port()
-    env = {**os.environ, **{f"DERMASCAN_{k.upper()}": str(v) for k, v in settings.items()}}
+    env = {**os.environ, "MALLOC_ARENA_MAX": "2", **{f"DERMASCAN_{k.upper()}": str(v) for k, v in settings.items()}}
     cmd = [sys.executable, "-m", "dermascan.cli", "serve", "--bundle", str(bundle), "--db", db_url]
     cmd += ["--port", str(port), "--patient-key-file", str(folder / "key")]
     log = open(folder / f"{name}.log", "w")  # noqa: SIM115 (closed below)
@@ -191,9 +194,12 @@ def one_client_ratio(url: str, key: str, body: bytes, predictor: Predictor, phot
     return {"service_p50_ms": s, "predictor_p50_ms": d, "ratio": s / d}
 
 
-def load(url: str, key: str, body: bytes, clients: int, seconds: float, pid: int) -> dict:
-    """``clients`` threads, each sending one request after another for ``seconds``."""
+def load(url: str, key: str, body: bytes, clients: int, seconds: float, pid: int, warmup: float = 0.0) -> dict:
+    """``clients`` threads, each sending one request after another for ``seconds`` (after ``warmup`` seconds
+    of the same load, which lets the allocator's per-thread arenas settle before the memory is read)."""
     server = psutil.Process(pid)
+    if warmup > 0:
+        load(url, key, body, clients, warmup, pid)
     rss_start = server.memory_info().rss / 2**20
     latencies: list[list[float]] = [[] for _ in range(clients)]
     errors = [0] * clients
@@ -272,7 +278,7 @@ def main() -> None:
     for name, settings in configs.items():
         with served(bundle, folder, name.split(" ")[0].strip("(-"), runtime="auto", **settings) as (url, key, pid):
             ratio = one_client_ratio(url, key, body, predictor, photo, args.ratio_calls)
-            rows = [load(url, key, body, c, args.seconds, pid) for c in levels]
+            rows = [load(url, key, body, c, args.seconds, pid, warmup=max(3.0, args.seconds / 6)) for c in levels]
         results["configs"][name] = {"settings": settings, "one_client": ratio, "load": rows}
         print(f"\n## {name}\n")
         print(
