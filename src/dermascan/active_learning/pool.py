@@ -113,4 +113,25 @@ def store_pool(url: str, limit: int | None = None) -> Pool:
     return Pool(url, names, images, clinics, skipped)
 
 
-__all__ = ["DB_PREFIXES", "Pool", "is_database", "open_pool", "store_pool"]
+
+def split_pool(run_dir: str | os.PathLike[str], split: str = "test") -> Pool:
+    """The images of one split of a run (``splits.csv`` over the run's own data folders), as a pool.
+
+    Raises:
+        ConfigError: the run has no splits or config, or the split is empty.
+    """
+    from dermascan.runs import load_run
+    from dermascan.training.config import read_run_data
+
+    run = load_run(run_dir, model=False)
+    if run.splits is None or run.config is None:
+        raise ConfigError(f"{run_dir} has no splits.csv or config.yaml: pass a run folder made by `dermascan train`")
+    ids = set(run.splits.loc[run.splits["split"] == split, "image_id"])
+    frame = read_run_data(run.config).frame
+    paths = frame.loc[frame["image_id"].isin(ids), "path"].astype(str).tolist()
+    if not paths:
+        raise ConfigError(f"the {split} split of {run_dir} holds no image")
+    return Pool(f"{run_dir} ({split} split)", paths, list(paths))
+
+
+__all__ = ["DB_PREFIXES", "Pool", "is_database", "open_pool", "split_pool", "store_pool"]
