@@ -7,12 +7,14 @@ import shutil
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from dermascan.active_learning.demo import demo_html, demo_step
 from dermascan.runs import OPERATING_POINT_FILE, load_run
 from dermascan.testing import DEMO_OPERATING_POINT
 
 
+@pytest.mark.slow  # the shared tiny_run fixture trains a model when no other test has
 def test_demo_step_ranks_the_test_split_and_writes_the_cost_table(tiny_run: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     run.mkdir()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from tests._postgres import admin_engine, postgres_database
+from tests.store.test_repositories import _row as stored_row
 from typer.testing import CliRunner
 
 from dermascan.active_learning.pool import open_pool
@@ -21,7 +21,7 @@ from dermascan.runs import OPERATING_POINT_FILE
 from dermascan.store import db
 from dermascan.store import feedback as feedback_repo
 from dermascan.store.clinics import add_clinic
-from dermascan.store.models import PredictionRow, prob_column
+from dermascan.store.models import PredictionRow
 from dermascan.taxonomy import CLASSES
 from dermascan.testing import DEMO_OPERATING_POINT, random_run, synthetic_jpeg
 
@@ -81,29 +81,9 @@ def test_bad_pool_and_budget(run_dir: Path, tmp_path: Path) -> None:
 
 
 def _prediction(clinic: str, uri: str | None, role: str = "primary", shadow_of: str | None = None) -> PredictionRow:
-    return PredictionRow(
-        id=str(uuid.uuid4()),
-        clinic_id=clinic,
-        patient_hash="0" * 64,
-        model_version="v1",
-        bundle_digest="d" * 64,
-        role=role,
-        shadow_of=shadow_of,
-        **{prob_column(c): 1 / 7 for c in CLASSES},
-        primary_class="NV",
-        melanoma_risk=1 / 7,
-        melanoma_flag=False,
-        threshold=0.2,
-        latency_ms=10.0,
-        width=64,
-        height=48,
-        brightness=0.5,
-        contrast=0.1,
-        mean_r=0.6,
-        mean_g=0.4,
-        mean_b=0.3,
-        image_uri=uri,
-    )
+    row = stored_row(clinic)
+    row.image_uri, row.role, row.shadow_of = uri, role, shadow_of
+    return row
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -172,3 +152,12 @@ def test_cli_rank(run_dir: Path, pool_dir: Path, tmp_path: Path) -> None:
     assert bad.exit_code == 2
     missing = CliRunner().invoke(app, [*args[:4], "--pool", str(tmp_path / "nope"), "--out", str(out)])
     assert missing.exit_code == 2 and "neither an image folder nor a database" in missing.output
+
+
+def test_cli_strategy_choices_are_the_library_strategies() -> None:
+    from typing import get_args
+
+    from dermascan.active_learning.strategies import STRATEGIES
+    from dermascan.cli import learning
+
+    assert get_args(learning.StrategyName) == tuple(STRATEGIES)

@@ -54,9 +54,7 @@ def demo_step(
         "cost_html": str(out / "cost" / "cost.html"),
         "cost_total": model["baseline"]["total"],
         "cost_per_scan": model["baseline"]["cost_per_scan"],
-        "scenarios": [
-            {"name": s["name"], "total": s.get("total"), "source": s["source"]} for s in model["scenarios"]
-        ],
+        "scenarios": [{"name": s["name"], "total": s.get("total"), "source": s["source"]} for s in model["scenarios"]],
     }
 
 

@@ -113,7 +113,6 @@ def store_pool(url: str, limit: int | None = None) -> Pool:
     return Pool(url, names, images, clinics, skipped)
 
 
-
 def split_pool(run_dir: str | os.PathLike[str], split: str = "test") -> Pool:
     """The images of one split of a run (``splits.csv`` over the run's own data folders), as a pool.
 

@@ -150,8 +150,9 @@ def simulate(config: SimulationConfig, progress: bool = True) -> dict[str, Any]:
         rng = np.random.default_rng([config.seed, repeat])
         labelled0 = rng.choice(data.pool, config.seed_labels, replace=False)
         work = out / "work" / f"repeat{repeat}"
+        t0 = time.perf_counter()
         seed_run = _train_round(config, data, work / "seed", labelled0, None, config.seed_epochs, repeat)
-        seed_eval = _evaluate(config, data, seed_run)
+        seed_eval = {**_evaluate(config, data, seed_run), "seconds": time.perf_counter() - t0}
         for strategy in config.strategies:
             _say(
                 progress,
@@ -159,29 +160,9 @@ def simulate(config: SimulationConfig, progress: bool = True) -> dict[str, Any]:
                 f"AUROC {seed_eval['auroc']:.3f} ({time.perf_counter() - started:.0f} s)",
             )
             points.append(_point(repeat, strategy, 0, labelled0, data, seed_eval))
-            labelled, run_dir, scorer_eval = labelled0, seed_run, seed_eval
-            for k in range(1, config.rounds + 1):
-                chosen = _acquire(config, data, run_dir, scorer_eval["threshold"], labelled, strategy, repeat, k)
-                picks += [
-                    {"repeat": repeat, "strategy": strategy, "round": k, "image_id": i, "dx": data.frame.at[i, "dx"]}
-                    for i in chosen
-                ]
-                labelled = np.concatenate([labelled, chosen])
-                new_dir = _train_round(
-                    config, data, work / strategy / f"round{k}", labelled, run_dir, config.round_epochs, repeat
-                )
-                if run_dir != seed_run and not config.keep_runs:
-                    shutil.rmtree(run_dir, ignore_errors=True)
-                run_dir = new_dir
-                scorer_eval = _evaluate(config, data, run_dir)
-                points.append(_point(repeat, strategy, k, labelled, data, scorer_eval))
-                _say(
-                    progress,
-                    f"  round {k}: {len(labelled)} labels, AUROC {scorer_eval['auroc']:.3f}, "
-                    f"spec@{config.target_sensitivity:.0%} {scorer_eval['specificity']:.3f}",
-                )
-            if run_dir != seed_run and not config.keep_runs:
-                shutil.rmtree(run_dir, ignore_errors=True)
+            rounds, chosen = _rounds(config, data, work, repeat, strategy, seed_run, seed_eval, labelled0, progress)
+            points += rounds
+            picks += chosen
         if not config.keep_runs:
             shutil.rmtree(work, ignore_errors=True)
     if not config.keep_runs:
@@ -191,6 +172,47 @@ def simulate(config: SimulationConfig, progress: bool = True) -> dict[str, Any]:
     _io.write_csv(out / PICKS_FILE, pd.DataFrame(picks), index=False)
     elapsed = time.perf_counter() - started
     return write_report(out, frame, config.to_dict(), elapsed_s=elapsed)
+
+
+def _rounds(
+    config: SimulationConfig,
+    data: _Data,
+    work: Path,
+    repeat: int,
+    strategy: str,
+    seed_run: Path,
+    seed_eval: dict[str, float],
+    labelled: np.ndarray,
+    progress: bool,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """One strategy's rounds from the seed model: (a point per round, a row per image it had labelled)."""
+    points, picks = [], []
+    run_dir, current = seed_run, seed_eval
+    for k in range(1, config.rounds + 1):
+        t0 = time.perf_counter()
+        chosen = _acquire(config, data, run_dir, current["threshold"], labelled, strategy, repeat, k)
+        picks += [
+            {"repeat": repeat, "strategy": strategy, "round": k, "image_id": i, "dx": data.frame.at[i, "dx"]}
+            for i in chosen
+        ]
+        labelled = np.concatenate([labelled, chosen])
+        new_dir = _train_round(
+            config, data, work / strategy / f"round{k}", labelled, run_dir, config.round_epochs, repeat
+        )
+        if run_dir != seed_run and not config.keep_runs:
+            shutil.rmtree(run_dir, ignore_errors=True)  # a round's checkpoints are only needed by the next round
+        run_dir = new_dir
+        # seconds: this round's scoring, training and evaluation (what the default size is tuned on)
+        current = {**_evaluate(config, data, run_dir), "seconds": time.perf_counter() - t0}
+        points.append(_point(repeat, strategy, k, labelled, data, current))
+        _say(
+            progress,
+            f"  round {k}: {len(labelled)} labels, AUROC {current['auroc']:.3f}, "
+            f"spec@{config.target_sensitivity:.0%} {current['specificity']:.3f}",
+        )
+    if run_dir != seed_run and not config.keep_runs:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    return points, picks
 
 
 def _say(on: bool, text: str) -> None:

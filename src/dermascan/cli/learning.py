@@ -69,21 +69,12 @@ def simulate(
     from dermascan.active_learning.simulate import SimulationConfig
     from dermascan.active_learning.simulate import simulate as run_simulation
 
+    chosen = {"strategies": tuple(strategy)} if strategy else {}  # default: every strategy
     config = SimulationConfig(
-        data=str(data),
-        out=str(out),
-        seed_labels=seed_labels,
-        round_size=round_size,
-        rounds=rounds,
-        strategies=tuple(strategy) if strategy else SimulationConfig.__dataclass_fields__["strategies"].default,
-        repeats=repeats,
-        arch=arch,
-        image_size=image_size,
-        seed_epochs=seed_epochs,
-        round_epochs=round_epochs,
-        label_cost=label_cost,
-        seed=seed,
-    )
+        data=str(data), out=str(out), seed_labels=seed_labels, round_size=round_size, rounds=rounds,
+        repeats=repeats, arch=arch, image_size=image_size, seed_epochs=seed_epochs, round_epochs=round_epochs,
+        label_cost=label_cost, seed=seed, **chosen,
+    )  # fmt: skip
     summary = run_simulation(config)
     block = summary["metrics"]["auroc"]
     typer.echo(f"random reaches AUROC {block['target']:.3f} with {summary['budget']:.0f} labels; saving per strategy:")
