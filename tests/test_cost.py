@@ -67,7 +67,7 @@ def _bench(path: Path, p50: float, p95: float, throughput: dict[str, float]) -> 
             },
             {
                 "spec": "onnxruntime",
-                "device": "cpu",
+                "device": "CPUExecutionProvider",  # as ONNX Runtime reports it
                 "latency_ms": {"total": {"p50": p50, "p95": p95}},
                 "throughput_img_s": throughput,
             },
@@ -87,7 +87,7 @@ def test_cpu_clinics_use_the_measured_latency(tmp_path: Path) -> None:
     # 2,500 scans per clinic a month over 30 days x 10 h, 4x at the peak: 0.0093 images/s; one box serves 11.
     assert cpu["peak_images_per_s"] == pytest.approx(2500 / (30 * 10 * 3600) * 4)
     assert cpu["boxes_per_clinic"] == 1 and cpu["fits_latency"]
-    assert cpu["lines"][0]["monthly"] == pytest.approx(200 * 60) and cpu["lines"][0]["source"] == "measured"
+    assert cpu["lines"][0]["monthly"] == pytest.approx(200 * 60) and cpu["lines"][0]["source"] == "assumption"
     assert cpu["total"] == pytest.approx(136_815 - 48_000 + 200 * 60)
     slow = _bench(tmp_path / "slow.json", p50=2500.0, p95=4000.0, throughput={"8": 0.004})
     cpu = next(s for s in cost_model(bench=slow)["scenarios"] if s["name"].startswith("CPU"))

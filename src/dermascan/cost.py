@@ -223,7 +223,12 @@ def read_cpu_bench(path: str | os.PathLike[str]) -> dict[str, Any]:
         results = report["results"]
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise ConfigError(f"{path} is not a `dermascan bench --out` report ({type(e).__name__}: {e})") from e
-    cpu = [r for r in results if "error" not in r and r.get("device", "cpu") == "cpu" and r.get("throughput_img_s")]
+    # devices read "cpu" (torch), "CPUExecutionProvider" (ONNX Runtime) or "CPU" (OpenVINO)
+    cpu = [
+        r
+        for r in results
+        if "error" not in r and "cpu" in str(r.get("device", "")).lower() and r.get("throughput_img_s")
+    ]
     if not cpu:
         raise ConfigError(f"{path}: no runtime was measured on the CPU; run `dermascan bench` on a CPU machine")
     best = min(cpu, key=lambda r: r["latency_ms"]["total"]["p50"])
@@ -300,8 +305,9 @@ def _cpu_clinics(i: CostInputs, bench: str | os.PathLike[str] | None) -> dict[st
     edge = Line(
         f"Edge CPU ({i.clinics.value:,.0f} clinics x {boxes} box)",
         i.clinics.value * boxes * i.cpu_box_month.value,
-        "measured",
-        f"{i.clinics.value:,.0f} x {boxes} x ${i.cpu_box_month.value:,.0f} ({i.cpu_box_month.source})",
+        i.cpu_box_month.source,  # the dollars rest on the box price; the box count is measured
+        f"{i.clinics.value:,.0f} x {boxes} box(es) (measured throughput) x ${i.cpu_box_month.value:,.0f} "
+        f"({i.cpu_box_month.source}: {i.cpu_box_month.note})",
     )
     econ = _economics(monthly_lines(i, edge=edge), i.scans_month.value, i.price_scan.value)
     basis = (
