@@ -39,6 +39,11 @@ ALLOWED: dict[str, set[str]] = {
     "store": BASE,
     "scoring": BASE | {"decision", "data", "inference"},
     "serving": BASE | {"decision", "inference", "store"},
+    # active learning trains and evaluates rounds, scores through the Predictor, reads the store's pool; its demo
+    # step writes the cost table
+    "active_learning": BASE
+    | {"decision", "data", "models", "training", "runs", "inference", "evaluation", "store", "cost"},
+    "cost": BASE,  # reads the simulation's and the benchmark's JSON files, never their code
 }
 
 

@@ -7,7 +7,7 @@ once, in :mod:`dermascan.cli._app`.
 
 from __future__ import annotations
 
-from dermascan.cli import audit, data, demo, deploy, service, training  # noqa: F401 (each registers its commands)
+from dermascan.cli import audit, data, demo, deploy, learning, service, training  # noqa: F401 (each registers its commands)
 from dermascan.cli._app import app
 
 __all__ = ["app"]
