@@ -39,6 +39,8 @@ ALLOWED: dict[str, set[str]] = {
     "store": BASE,
     "scoring": BASE | {"decision", "data", "inference"},
     "serving": BASE | {"decision", "inference", "store"},
+    # lifecycle sits on top of training, evaluation, export and the store (DESIGN.md); it never reaches into serving
+    "lifecycle": BASE | {"data", "runs", "training", "evaluation", "inference", "export", "store"},
 }
 
 
