@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from dermascan.cli._app import DbOpt, app
+from dermascan.cli._app import DbOpt, app, fail
 
 GatesOpt = Annotated[Path | None, typer.Option("--gates", help="YAML file of gate bounds (see GateConfig).")]
 
@@ -78,3 +78,121 @@ def abtest_sim(
             f"{name.replace('_', ' ')}: {rate['value']:.4f} [{rate['lo']:.4f}, {rate['hi']:.4f}] "
             f"({r['promoted']} of {r['repeats']} promoted; sensitivity test alone {r['sensitivity_significant']:.4f})"
         )
+
+
+rollout_app = typer.Typer(help="Staged rollout of the challenger on the canary share (10% -> 50% -> 100%).")
+app.add_typer(rollout_app, name="rollout", no_args_is_help=True)
+
+ModelOpt = Annotated[str | None, typer.Option("--model", help="The challenger's model version.")]
+WhoOpt = Annotated[str | None, typer.Option("--who", help="Who takes the step (default: the login name).")]
+WhyOpt = Annotated[str, typer.Option("--why", help="Why: recorded with the step.")]
+StageHoursOpt = Annotated[float, typer.Option(help="Least hours at a stage (36: 100% at 72 h).")]
+MinCasesOpt = Annotated[int, typer.Option(help="Fewest canary answers at a stage before it may advance.")]
+HookOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--drift-check",
+        help="module:function(version, since) -> alert text or None; default: no drift check (see lifecycle.rollout).",
+    ),
+]
+
+
+def _policy(stage_hours: float, min_canary_cases: int):  # type: ignore[no-untyped-def]
+    from dermascan.lifecycle.rollout import RolloutPolicy
+
+    return RolloutPolicy(stage_hours=stage_hours, min_canary_cases=min_canary_cases)
+
+
+def _hook(spec: str | None):  # type: ignore[no-untyped-def]
+    if spec is None:
+        return None
+    import importlib
+
+    module, _, name = spec.partition(":")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError) as e:
+        raise fail(f"--drift-check {spec!r}: cannot import it ({e}); give module:function") from e
+
+
+def _echo_rollout(result: dict) -> None:  # type: ignore[type-arg]
+    import json
+
+    r = result.get("rollout")
+    if r is not None:
+        typer.echo(
+            f"{result.get('action', 'status')}: {r['model_version']} {r['status']} at {r['share']:.0%} "
+            f"(stage {r['stage'] + 1}, champion {r['champion_version']})"
+        )
+    for c in (result.get("evaluation") or {}).get("checks", []):
+        typer.echo(f"  {c['status']:<12} {c['name']}: {c['detail']}")
+    for s in result.get("steps", []):
+        typer.echo(
+            f"  {s['at']}  {s['action']:<8} {s['from_share']:.0%} -> {s['to_share']:.0%}  {s['who']}: {s['why']}"
+        )
+    if r is None:
+        typer.echo(json.dumps(result))
+
+
+@rollout_app.command("start")
+def rollout_start(
+    db: DbOpt,
+    model: Annotated[str, typer.Option("--model", help="The challenger's model version.")],
+    champion: Annotated[str | None, typer.Option(help="Champion version (default: the one answering now).")] = None,
+    who: WhoOpt = None,
+    why: WhyOpt = "",
+) -> None:
+    """Start the rollout: the canary share goes to the first stage (10%)."""
+    from dermascan.lifecycle.rollout import start
+
+    _echo_rollout(start(db, model, champion, who, why))
+
+
+@rollout_app.command("advance")
+def rollout_advance(
+    db: DbOpt,
+    model: ModelOpt = None,
+    who: WhoOpt = None,
+    why: WhyOpt = "",
+    stage_hours: StageHoursOpt = 36.0,
+    min_canary_cases: MinCasesOpt = 100,
+    drift_check: HookOpt = None,
+) -> None:
+    """One stage forward if the canary's live figures hold; hold otherwise; roll back at once on a breach."""
+    from dermascan.lifecycle.rollout import advance
+
+    result = advance(db, model, who, why, _policy(stage_hours, min_canary_cases), _hook(drift_check))
+    _echo_rollout(result)
+    if result["action"] == "rollback":
+        raise typer.Exit(code=1)
+
+
+@rollout_app.command("check")
+def rollout_check(
+    db: DbOpt, stage_hours: StageHoursOpt = 36.0, min_canary_cases: MinCasesOpt = 100, drift_check: HookOpt = None
+) -> None:
+    """Watch once (for a scheduler): roll back at once on a breach, else change nothing."""
+    from dermascan.lifecycle.rollout import check
+
+    result = check(db, _policy(stage_hours, min_canary_cases), _hook(drift_check))
+    _echo_rollout(result)
+    if result["action"] == "rollback":
+        raise typer.Exit(code=1)
+
+
+@rollout_app.command("rollback")
+def rollout_rollback(db: DbOpt, model: ModelOpt = None, who: WhoOpt = None, why: WhyOpt = "") -> None:
+    """Back to the champion now (canary share 0)."""
+    from dermascan.lifecycle.rollout import rollback
+
+    _echo_rollout(rollback(db, model, who, why))
+
+
+@rollout_app.command("status")
+def rollout_status(
+    db: DbOpt, stage_hours: StageHoursOpt = 36.0, min_canary_cases: MinCasesOpt = 100, drift_check: HookOpt = None
+) -> None:
+    """The rollout's state, its live checks and every step (who, why, when)."""
+    from dermascan.lifecycle.rollout import status
+
+    _echo_rollout(status(db, _policy(stage_hours, min_canary_cases), _hook(drift_check)))

@@ -95,6 +95,19 @@ def shadow_pairs(
     return [(a, b) for a, b in session.execute(query.order_by(PredictionRow.created_at, PredictionRow.id))]
 
 
+def answers_since(
+    session: Session, role: str, since: dt.datetime, model_version: str | None = None
+) -> list[tuple[float, bool]]:
+    """``(latency_ms, melanoma_flag)`` of every answer of ``role`` (``primary``, ``canary``) created at or after
+    ``since``, optionally of one model version: the live figures a rollout step checks."""
+    query = select(PredictionRow.latency_ms, PredictionRow.melanoma_flag).where(
+        PredictionRow.role == role, PredictionRow.created_at >= since
+    )
+    if model_version is not None:
+        query = query.where(PredictionRow.model_version == model_version)
+    return [(float(a), bool(b)) for a, b in session.execute(query)]
+
+
 def latest_version(session: Session, role: str) -> str | None:
     """The model version of the newest row of ``role`` (``shadow``: the challenger under test)."""
     return session.scalar(
@@ -105,4 +118,13 @@ def latest_version(session: Session, role: str) -> str | None:
     )
 
 
-__all__ = ["PredictionFilter", "add", "count", "get", "latest_version", "list_for_clinic", "shadow_pairs"]
+__all__ = [
+    "PredictionFilter",
+    "add",
+    "answers_since",
+    "count",
+    "get",
+    "latest_version",
+    "list_for_clinic",
+    "shadow_pairs",
+]
