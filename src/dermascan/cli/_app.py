@@ -91,4 +91,12 @@ RunMetadataOpt = Annotated[
     ),
 ]
 RuntimeOpt = Annotated[Runtime, typer.Option(help="Runtime (auto: the fastest present).")]
+TrackingOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--tracking-uri",
+        envvar="MLFLOW_TRACKING_URI",
+        help="Log to this MLflow tracking store (sqlite:///mlflow.db, http://server:5000); default: no tracking.",
+    ),
+]
 DbOpt = Annotated[str, typer.Option("--db", help="Database URL: sqlite:///path.db or postgresql+psycopg://...")]

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from dermascan.cli._app import DbOpt, app, fail
+from dermascan.cli._app import DbOpt, TrackingOpt, app, fail
 
 GatesOpt = Annotated[Path | None, typer.Option("--gates", help="YAML file of gate bounds (see GateConfig).")]
 
@@ -196,3 +196,59 @@ def rollout_status(
     from dermascan.lifecycle.rollout import status
 
     _echo_rollout(status(db, _policy(stage_hours, min_canary_cases), _hook(drift_check)))
+
+
+registry_app = typer.Typer(help="The MLflow model registry: versions and their champion/challenger aliases.")
+app.add_typer(registry_app, name="registry", no_args_is_help=True)
+NameOpt = Annotated[str, typer.Option("--name", help="Registered model name.")]
+
+
+@app.command()
+def register(
+    bundle: Annotated[Path, typer.Option(help="The bundle to register (verified first).")],
+    tracking_uri: TrackingOpt = None,
+    name: NameOpt = "dermascan",
+    alias: Annotated[str | None, typer.Option(help="Point this alias (challenger) at the new version.")] = None,
+    run: Annotated[Path | None, typer.Option(help="The bundle's run folder (its MLflow run gets the files).")] = None,
+) -> None:
+    """Register a bundle as a new model version: manifest digest, data fingerprint and evaluation as tags."""
+    from dermascan.lifecycle.registry import register_bundle
+
+    v = register_bundle(bundle, tracking_uri, name, alias, run_dir=run)
+    typer.echo(f"registered {v.name} version {v.version}" + (f" as {alias}" if alias else "") + f" ({v.digest[:12]})")
+
+
+@registry_app.command("list")
+def registry_list(tracking_uri: TrackingOpt = None, name: NameOpt = "dermascan") -> None:
+    """Every version, newest first, with its aliases, bundle version, data fingerprint and gates."""
+    from dermascan.lifecycle.registry import list_versions
+
+    for v in list_versions(name, tracking_uri):
+        t = v["tags"]
+        typer.echo(
+            f"{v['version']:>4}  {','.join(v['aliases']) or '-':<20} {t.get('bundle_version', '?'):<32} "
+            f"data {str(t.get('data_fingerprint'))[:16]}  gates {t.get('gates', '-')}"
+        )
+
+
+@registry_app.command("alias")
+def registry_alias(
+    alias: Annotated[str, typer.Argument(help="champion or challenger.")],
+    version: Annotated[str, typer.Argument(help="The model version.")],
+    tracking_uri: TrackingOpt = None,
+    name: NameOpt = "dermascan",
+) -> None:
+    """Point an alias at a version."""
+    from dermascan.lifecycle.registry import set_alias
+
+    set_alias(alias, version, name, tracking_uri)
+    typer.echo(f"{name}@{alias} -> version {version}")
+
+
+@registry_app.command("promote")
+def registry_promote(tracking_uri: TrackingOpt = None, name: NameOpt = "dermascan") -> None:
+    """The challenger becomes the champion (after `dermascan abtest` says promote and the rollout completed)."""
+    from dermascan.lifecycle.registry import promote
+
+    v = promote(name, tracking_uri)
+    typer.echo(f"{name}@champion -> version {v.version} ({v.tags.get('bundle_version')})")
