@@ -252,3 +252,26 @@ def registry_promote(tracking_uri: TrackingOpt = None, name: NameOpt = "dermasca
 
     v = promote(name, tracking_uri)
     typer.echo(f"{name}@champion -> version {v.version} ({v.tags.get('bundle_version')})")
+
+
+@app.command("export-feedback")
+def export_feedback(
+    db: DbOpt,
+    out: Annotated[Path, typer.Option("--out", help="New dataset folder (ISIC 2018 layout).")],
+    since: Annotated[str | None, typer.Option(help="Only cases answered since this date (2026-11-01).")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Write into a non-empty folder.")] = False,
+) -> None:
+    """Confirmed production cases (kept images, histopathology first) as a new dataset, without patient ids."""
+    import datetime as dt
+
+    from dermascan.lifecycle.feedback_data import export_feedback as run_export
+
+    try:
+        start = dt.datetime.fromisoformat(since).replace(tzinfo=dt.UTC) if since else None
+    except ValueError as e:
+        raise fail(f"--since {since!r} is not a date (use 2026-11-01)") from e
+    record = run_export(db, out, start, overwrite)
+    typer.echo(
+        f"wrote {record['n_images']} confirmed images ({record['label_sources']}) to {out}; "
+        f"skipped {record['skipped']}; fingerprint {record['fingerprint']}"
+    )

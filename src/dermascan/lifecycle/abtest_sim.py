@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
@@ -121,6 +122,38 @@ def operating_characteristics(
     }
 
 
+def simulated_row(
+    pid: str,
+    version: str,
+    flag: bool,
+    role: str = "primary",
+    shadow_of: str | None = None,
+    *,
+    when: dt.datetime,
+    clinic: str,
+    rng: np.random.Generator,
+    **extra: Any,
+) -> Any:
+    """A plausible ``predictions`` row (melanoma risk high when flagged), for simulated periods; ``extra`` sets
+    other columns (``image_uri``, ``lesion_id``, ``patient_hash``). The patient hash is random unless given."""
+    import uuid
+
+    from dermascan.store.models import PredictionRow, prob_column
+    from dermascan.taxonomy import CLASSES
+
+    p_mel = float(rng.uniform(0.5, 0.95) if flag else rng.uniform(0.0, 0.15))
+    rest = (1 - p_mel) / (len(CLASSES) - 1)
+    values: dict[str, Any] = {
+        "id": pid, "created_at": when, "clinic_id": clinic, "patient_hash": uuid.uuid4().hex * 2,
+        "model_version": version, "bundle_digest": "0" * 64, "role": role, "shadow_of": shadow_of,
+        **{prob_column(c): (p_mel if c == "MEL" else rest) for c in CLASSES},
+        "primary_class": "MEL" if flag else "NV", "melanoma_risk": p_mel, "melanoma_flag": flag, "threshold": 0.3,
+        "latency_ms": float(rng.uniform(80, 400)), "width": 640, "height": 480, "brightness": 0.5, "contrast": 0.2,
+        "mean_r": 0.6, "mean_g": 0.45, "mean_b": 0.4,
+    }  # fmt: skip
+    return PredictionRow(**{**values, **extra})
+
+
 def write_shadow_period(
     db_url: str,
     scenario: Scenario,
@@ -142,7 +175,7 @@ def write_shadow_period(
     import uuid
 
     from dermascan.store import db, feedback, predictions
-    from dermascan.store.models import Clinic, PredictionRow, prob_column
+    from dermascan.store.models import Clinic
     from dermascan.taxonomy import CLASSES
 
     rng = np.random.default_rng(seed)
@@ -158,17 +191,6 @@ def write_shadow_period(
     offsets = np.sort(rng.uniform(0, days * 86400, len(truth)))
     others = [c for c in CLASSES if c != "MEL"]
 
-    def row(pid: str, when: dt.datetime, version: str, flag: bool, role: str, of: str | None) -> PredictionRow:
-        p_mel = float(rng.uniform(0.5, 0.95) if flag else rng.uniform(0.0, 0.15))
-        rest = (1 - p_mel) / (len(CLASSES) - 1)
-        probs = {prob_column(c): (p_mel if c == "MEL" else rest) for c in CLASSES}
-        return PredictionRow(
-            id=pid, created_at=when, clinic_id=clinic, patient_hash=uuid.uuid4().hex * 2, model_version=version,
-            bundle_digest="0" * 64, role=role, shadow_of=of, **probs, primary_class="MEL" if flag else "NV",
-            melanoma_risk=p_mel, melanoma_flag=bool(flag), threshold=0.3, latency_ms=float(rng.uniform(80, 400)),
-            width=640, height=480, brightness=0.5, contrast=0.2, mean_r=0.6, mean_g=0.45, mean_b=0.4,
-        )  # fmt: skip
-
     engine = db.make_engine(db_url)
     try:
         db.upgrade(engine)
@@ -180,8 +202,11 @@ def write_shadow_period(
             for k, (is_mel, (f_champ, f_chall), off) in enumerate(zip(truth, flags, offsets, strict=True)):
                 when = start + dt.timedelta(seconds=float(off))
                 champ_id, shadow_id = str(uuid.uuid4()), str(uuid.uuid4())
-                predictions.add(session, row(champ_id, when, champion, f_champ, "primary", None))
-                predictions.add(session, row(shadow_id, when, challenger, f_chall, "shadow", champ_id))
+                common = {"when": when, "clinic": clinic, "rng": rng}
+                predictions.add(session, simulated_row(champ_id, champion, bool(f_champ), **common))
+                predictions.add(
+                    session, simulated_row(shadow_id, challenger, bool(f_chall), "shadow", champ_id, **common)
+                )
                 label = "MEL" if is_mel else str(rng.choice(others))
                 histo = is_mel or k % 3 == 0
                 feedback.append(
@@ -193,4 +218,11 @@ def write_shadow_period(
     return {"cases": len(truth), "melanomas": int(truth.sum())}
 
 
-__all__ = ["Scenario", "operating_characteristics", "paired_cells", "promotion_rate", "write_shadow_period"]
+__all__ = [
+    "Scenario",
+    "operating_characteristics",
+    "paired_cells",
+    "promotion_rate",
+    "simulated_row",
+    "write_shadow_period",
+]
