@@ -275,3 +275,32 @@ def export_feedback(
         f"wrote {record['n_images']} confirmed images ({record['label_sources']}) to {out}; "
         f"skipped {record['skipped']}; fingerprint {record['fingerprint']}"
     )
+
+
+@app.command()
+def release(
+    run: Annotated[Path, typer.Option("--run", help="Run folder made by `dermascan train`.")],
+    out: Annotated[Path, typer.Option("--out", help="Release folder (eval/, bundle/, bench.json, gate.json).")],
+    gates: GatesOpt = None,
+    tracking_uri: TrackingOpt = None,
+    name: NameOpt = "dermascan",
+    runtime: Annotated[list[str] | None, typer.Option(help="Bench runtime(s) (default onnxruntime).")] = None,
+    repeats: Annotated[int, typer.Option(help="Timed predictions per runtime.")] = 30,
+    version: Annotated[str | None, typer.Option(help="Bundle version (default: the export's).")] = None,
+) -> None:
+    """evaluate -> export -> bench -> gate -> register as challenger; stops at the first failure (exit 1)."""
+    from dermascan.lifecycle.gates import GateConfig, GateReport
+    from dermascan.lifecycle.release import release as run_release
+
+    record = run_release(
+        run, out, GateConfig.load(gates), tracking_uri, name, runtime or ["onnxruntime"], repeats, version, True
+    )
+    for s in record["steps"]:
+        typer.echo(f"{'ok  ' if s['ok'] else 'FAIL'} {s['step']}" + (f" ({s['seconds']} s)" if "seconds" in s else ""))
+    if "gates" in record:
+        g = record["gates"]
+        typer.echo(GateReport.from_dict(g).table())
+    if not record["passed"]:
+        raise typer.Exit(code=1)
+    r = record["registered"]
+    typer.echo(f"registered {r['name']} version {r['version']} as challenger" if r else "passed (no --tracking-uri)")

@@ -142,6 +142,11 @@ class GateReport:
             "config": asdict(self.config),
         }
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> GateReport:
+        """Read back :meth:`to_dict` (``gate.json``)."""
+        return cls([GateResult(**r) for r in d["gates"]], GateConfig(**d["config"]), d.get("model") or {})
+
     def table(self) -> str:
         """The pass/fail table as printed by ``dermascan gate``."""
         rows = [("gate", "figure", "bound", "result", "from")]
