@@ -42,3 +42,14 @@ def test_release_stops_at_a_failing_gate_then_registers_when_they_pass(tiny_run:
     challenger = registry.get_version("models:/dermascan@challenger", uri)
     assert challenger.tags["gates"] == "pass"
     assert challenger.digest == json.loads((tmp_path / "r2" / "release.json").read_text())["registered"]["digest"]
+
+    # the demo's lifecycle step on the released artefacts: gates, registration, a short shadow period
+    from dermascan.lifecycle.demo import demo_step
+
+    r2 = tmp_path / "r2"
+    demo = demo_step(tmp_path / "demo", run, r2 / "eval", r2 / "bundle", r2 / "bench.json")
+    assert "melanoma sensitivity" in demo["gate_table"] and demo["gates_passed"] == (not demo["gates_failed"])
+    assert demo["registered"]["version"] == "1" and demo["registered"]["data_fingerprint"].startswith("ds1:")
+    assert demo["abtest"]["verdict"] == "continue" and demo["abtest"]["stop_rule"]["melanomas"] == 40
+    assert demo["operating_characteristics"]["false_promotion"]["hi"] <= 0.05
+    assert Path(demo["files"]["abtest"]).is_file()
