@@ -21,9 +21,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
 from dermascan import _io
+from dermascan.config import read_yaml_mapping
 from dermascan.errors import ConfigError, DermaScanError
 
 #: Bench entries that are references, never what a clinic is served with.
@@ -79,17 +78,7 @@ class GateConfig:
         Raises:
             ConfigError: a missing or malformed file, an unknown key or a bad value.
         """
-        values: dict[str, Any] = {}
-        if path is not None:
-            p = Path(path)
-            if not p.is_file():
-                raise ConfigError(f"--gates {p}: file not found")
-            try:
-                values = yaml.safe_load(p.read_text()) or {}
-            except yaml.YAMLError as e:
-                raise ConfigError(f"--gates {p}: not valid YAML ({e})") from e
-            if not isinstance(values, dict):
-                raise ConfigError(f"--gates {p}: expected a mapping of gate bounds")
+        values = read_yaml_mapping(path, "--gates", ConfigError) if path is not None else {}
         values.update({k: v for k, v in overrides.items() if v is not None})
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)

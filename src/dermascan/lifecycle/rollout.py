@@ -25,9 +25,10 @@ a breach of any check rolls it back to the champion at once (share 0), by :func:
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import getpass
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -207,12 +208,19 @@ def evaluate(
 # ------------------------------------------------------------------------------------------------ commands
 
 
-def _sessions(db_url: str):  # type: ignore[no-untyped-def]
-    from dermascan.store import check_schema, make_engine, session_factory
+@contextlib.contextmanager
+def _session(db_url: str, write: bool = True) -> Iterator[Any]:
+    """One session on a migrated store (one transaction when ``write``); the engine is closed after."""
+    from dermascan.store import check_schema, make_engine, session_factory, transaction
 
     engine = make_engine(db_url)
-    check_schema(engine)
-    return engine, session_factory(engine)
+    try:
+        check_schema(engine)
+        sessions = session_factory(engine)
+        with transaction(sessions) if write else sessions() as session:
+            yield session
+    finally:
+        engine.dispose()
 
 
 def _actor(actor: str | None) -> str:
@@ -276,25 +284,21 @@ def start(
     Raises:
         RolloutError: another rollout is active.
     """
-    from dermascan.store import db, predictions
+    from dermascan.store import predictions
     from dermascan.store import rollout as stored
 
     policy = policy or RolloutPolicy()
-    engine, sessions = _sessions(db_url)
-    try:
-        with db.transaction(sessions) as session:
-            champion = champion or predictions.latest_version(session, "primary")
-            previous = stored.get_share(session) or 0.0
-            try:
-                row = stored.create(session, model, champion, policy.stages[0])
-            except ValueError as e:
-                raise RolloutError(str(e)) from e
-            stored.set_share(session, policy.stages[0])
-            why = reason or "rollout started"
-            stored.add_step(session, row, "start", previous, policy.stages[0], _actor(actor), why, asdict(policy))
-            return {"rollout": _row_dict(row), "action": "start"}
-    finally:
-        engine.dispose()
+    with _session(db_url) as session:
+        champion = champion or predictions.latest_version(session, "primary")
+        previous = stored.get_share(session) or 0.0
+        try:
+            row = stored.create(session, model, champion, policy.stages[0])
+        except ValueError as e:
+            raise RolloutError(str(e)) from e
+        stored.set_share(session, policy.stages[0])
+        why = reason or "rollout started"
+        stored.add_step(session, row, "start", previous, policy.stages[0], _actor(actor), why, asdict(policy))
+        return {"rollout": _row_dict(row), "action": "start"}
 
 
 def _measure(
@@ -343,40 +347,35 @@ def advance(
     Returns:
         ``{"action": advance | complete | hold | rollback, "rollout", "evaluation"}``.
     """
-    from dermascan.store import db
     from dermascan.store import rollout as stored
     from dermascan.store.models import utcnow
 
     policy = policy or RolloutPolicy()
     now = _utc(now or dt.datetime.now(dt.UTC))
     who = _actor(actor)
-    engine, sessions = _sessions(db_url)
-    try:
-        with db.transaction(sessions) as session:
-            row = _require(session, model)
-            ev = _measure(session, row, policy, now, drift_check, error_counts)
-            evidence = ev.to_dict()
-            if ev.status == BREACH:
-                action = "rollback"
-                _roll_back(session, row, who, f"breach: {ev.summary()}", evidence)
-            elif ev.status == HOLD:
-                action = "hold"
-                why = f"held: {ev.summary()}" + (f" ({reason})" if reason else "")
-                stored.add_step(session, row, "hold", row.share, row.share, who, why, evidence)
-            elif row.stage + 1 >= len(policy.stages):
-                action = "complete"
-                row.status, row.updated_at = "completed", utcnow()
-                why = reason or "the canary held at 100%: promote it to champion in the registry"
-                stored.add_step(session, row, "complete", row.share, row.share, who, why, evidence)
-            else:
-                action = "advance"
-                before, after = row.share, policy.stages[row.stage + 1]
-                stored.set_share(session, after)
-                row.stage, row.share, row.stage_started_at, row.updated_at = row.stage + 1, after, now, utcnow()
-                stored.add_step(session, row, "advance", before, after, who, reason or ev.summary(), evidence)
-            return {"action": action, "rollout": _row_dict(row), "evaluation": evidence}
-    finally:
-        engine.dispose()
+    with _session(db_url) as session:
+        row = _require(session, model)
+        ev = _measure(session, row, policy, now, drift_check, error_counts)
+        evidence = ev.to_dict()
+        if ev.status == BREACH:
+            action = "rollback"
+            _roll_back(session, row, who, f"breach: {ev.summary()}", evidence)
+        elif ev.status == HOLD:
+            action = "hold"
+            why = f"held: {ev.summary()}" + (f" ({reason})" if reason else "")
+            stored.add_step(session, row, "hold", row.share, row.share, who, why, evidence)
+        elif row.stage + 1 >= len(policy.stages):
+            action = "complete"
+            row.status, row.updated_at = "completed", utcnow()
+            why = reason or "the canary held at 100%: promote it to champion in the registry"
+            stored.add_step(session, row, "complete", row.share, row.share, who, why, evidence)
+        else:
+            action = "advance"
+            before, after = row.share, policy.stages[row.stage + 1]
+            stored.set_share(session, after)
+            row.stage, row.share, row.stage_started_at, row.updated_at = row.stage + 1, after, now, utcnow()
+            stored.add_step(session, row, "advance", before, after, who, reason or ev.summary(), evidence)
+        return {"action": action, "rollout": _row_dict(row), "evaluation": evidence}
 
 
 def check(
@@ -388,36 +387,24 @@ def check(
     now: dt.datetime | None = None,
 ) -> dict[str, Any]:
     """Watch the active rollout once: roll back at once on a breach, else change nothing (for a scheduler)."""
-    from dermascan.store import db
-
     policy = policy or RolloutPolicy()
     now = _utc(now or dt.datetime.now(dt.UTC))
-    engine, sessions = _sessions(db_url)
-    try:
-        with db.transaction(sessions) as session:
-            row = _require(session, None)
-            ev = _measure(session, row, policy, now, drift_check, error_counts)
-            action = "none"
-            if ev.status == BREACH:
-                action = "rollback"
-                _roll_back(session, row, _actor(actor or "rollout-check"), f"breach: {ev.summary()}", ev.to_dict())
-            return {"action": action, "rollout": _row_dict(row), "evaluation": ev.to_dict()}
-    finally:
-        engine.dispose()
+    with _session(db_url) as session:
+        row = _require(session, None)
+        ev = _measure(session, row, policy, now, drift_check, error_counts)
+        action = "none"
+        if ev.status == BREACH:
+            action = "rollback"
+            _roll_back(session, row, _actor(actor or "rollout-check"), f"breach: {ev.summary()}", ev.to_dict())
+        return {"action": action, "rollout": _row_dict(row), "evaluation": ev.to_dict()}
 
 
 def rollback(db_url: str, model: str | None = None, actor: str | None = None, reason: str = "") -> dict[str, Any]:
     """Roll the active rollout back to the champion (share 0) now."""
-    from dermascan.store import db
-
-    engine, sessions = _sessions(db_url)
-    try:
-        with db.transaction(sessions) as session:
-            row = _require(session, model)
-            _roll_back(session, row, _actor(actor), reason or "rolled back by hand", None)
-            return {"action": "rollback", "rollout": _row_dict(row)}
-    finally:
-        engine.dispose()
+    with _session(db_url) as session:
+        row = _require(session, model)
+        _roll_back(session, row, _actor(actor), reason or "rolled back by hand", None)
+        return {"action": "rollback", "rollout": _row_dict(row)}
 
 
 def status(
@@ -432,22 +419,18 @@ def status(
 
     policy = policy or RolloutPolicy()
     now = _utc(now or dt.datetime.now(dt.UTC))
-    engine, sessions = _sessions(db_url)
-    try:
-        with sessions() as session:
-            row = stored.active(session) or stored.latest(session)
-            if row is None:
-                return {"rollout": None, "share": stored.get_share(session), "steps": []}
-            out: dict[str, Any] = {
-                "rollout": _row_dict(row),
-                "share": stored.get_share(session),
-                "steps": [_step_dict(s) for s in stored.steps(session, row.id)],
-            }
-            if row.status == "active":
-                out["evaluation"] = _measure(session, row, policy, now, drift_check, error_counts).to_dict()
-            return out
-    finally:
-        engine.dispose()
+    with _session(db_url, write=False) as session:
+        row = stored.active(session) or stored.latest(session)
+        if row is None:
+            return {"rollout": None, "share": stored.get_share(session), "steps": []}
+        out: dict[str, Any] = {
+            "rollout": _row_dict(row),
+            "share": stored.get_share(session),
+            "steps": [_step_dict(s) for s in stored.steps(session, row.id)],
+        }
+        if row.status == "active":
+            out["evaluation"] = _measure(session, row, policy, now, drift_check, error_counts).to_dict()
+        return out
 
 
 __all__ = [

@@ -117,20 +117,11 @@ class ServeSettings(BaseSettings):
         """
         import os
 
-        import yaml
         from pydantic import ValidationError
 
-        values: dict[str, Any] = {}
-        if config is not None:
-            path = Path(config)
-            if not path.is_file():
-                raise SettingsError(f"--config {path}: file not found")
-            try:
-                values = yaml.safe_load(path.read_text()) or {}
-            except yaml.YAMLError as e:
-                raise SettingsError(f"--config {path}: not valid YAML ({e})") from e
-            if not isinstance(values, dict):
-                raise SettingsError(f"--config {path}: expected a mapping of settings, got {type(values).__name__}")
+        from dermascan.config import read_yaml_mapping
+
+        values = read_yaml_mapping(config, "--config", SettingsError) if config is not None else {}
         # The environment beats the file: drop file values that a DERMASCAN_* variable sets.
         env = {k[len("DERMASCAN_") :].lower() for k in os.environ if k.startswith("DERMASCAN_")}
         values = {k: v for k, v in values.items() if k not in env}
