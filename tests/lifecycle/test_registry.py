@@ -95,6 +95,12 @@ def test_log_register_alias_and_serve(tiny_run: Path, tmp_path: Path, capfd: pyt
         fetch_bundle("models:/dermascan/1", tmp_path / "cache", uri)
 
 
+def test_serve_needs_one_model_source() -> None:
+    for args in ([], ["--bundle", "b", "--model", "models:/dermascan@champion"]):
+        result = runner.invoke(app, ["serve", *args])
+        assert result.exit_code == 2 and "exactly one of --bundle" in result.output
+
+
 def test_the_cli_never_imports_mlflow_unless_asked() -> None:
     code = "import sys, dermascan.cli, dermascan.lifecycle.registry; print('mlflow' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
