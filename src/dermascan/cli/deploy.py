@@ -133,12 +133,25 @@ def bench(
             "(steadier ratios on a busy machine)."
         ),
     ] = 1,
+    reference: Annotated[
+        bool,
+        typer.Option(
+            "--reference/--no-reference", help="Also measure the eager-PyTorch references (for the speed-ups)."
+        ),
+    ] = True,
 ) -> None:
     """Latency per stage (p50/p95/p99), throughput and peak memory per runtime, eager PyTorch as reference."""
     from dermascan.export.benchmark import format_table, run_benchmark
 
     report = run_benchmark(
-        bundle, runtimes=runtime, out_json=out, image=image, repeats=repeats, rounds=rounds, progress=True
+        bundle,
+        runtimes=runtime,
+        out_json=out,
+        image=image,
+        repeats=repeats,
+        rounds=rounds,
+        with_reference=reference,
+        progress=True,
     )
     typer.echo(format_table(report))
 
