@@ -122,15 +122,22 @@ def log_training(run_dir: str | os.PathLike[str], tracking_uri: str | None = Non
     run = Path(run_dir)
     run_id = _linked_run(client, run, uri, run.resolve().name)
     config = read_config(run)
+    logged = client.get_run(run_id).data
     if config is not None:
         params = {k: str(v)[:500] for k, v in config.to_dict().items()}
-        client.log_batch(run_id, params=_params(params))
+        # MLflow parameters are immutable: a resumed run (more epochs) keeps the first value and tags the new one
+        client.log_batch(run_id, params=_params({k: v for k, v in params.items() if k not in logged.params}))
+        for k, v in params.items():
+            if k in logged.params and logged.params[k] != v:
+                client.set_tag(run_id, f"resumed.{k}", v)
     history = json.loads((run / HISTORY_JSON).read_text()) if (run / HISTORY_JSON).is_file() else []
+    done = max((m.step for m in client.get_metric_history(run_id, "val_selection")), default=-1)
     from mlflow.entities import Metric
 
     metrics = [
         Metric(key, float(value), 0, int(row.get("epoch", i)))
         for i, row in enumerate(history)
+        if int(row.get("epoch", i)) > done  # epochs logged before (a resumed run) are not logged twice
         for key, value in row.items()
         if key != "epoch" and isinstance(value, int | float) and value == value  # NaN is not a metric
     ]
