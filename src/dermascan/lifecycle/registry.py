@@ -13,14 +13,18 @@ process of an ONNX bundle, never import it, and nothing here imports torch.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from dermascan.errors import DermaScanError
+
+F = Callable[..., Any]
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 DEFAULT_MODEL = "dermascan"
@@ -34,6 +38,27 @@ _MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[\w-]+)|/(?P<ve
 
 class RegistryError(DermaScanError, RuntimeError):
     """The registry cannot do what was asked (no MLflow, unknown model or alias, digest mismatch), with the fix."""
+
+
+def _user_errors(fn: F) -> F:
+    """MLflow's own errors (an unknown version, an unreachable server) as a :class:`RegistryError` with the fix."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except RegistryError:
+            raise
+        except Exception as e:
+            if type(e).__name__ != "MlflowException" and not type(e).__module__.startswith("mlflow"):
+                raise
+            first = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise RegistryError(
+                f"the MLflow registry refused {fn.__name__.replace('_', ' ')}: {first} "
+                "(check --tracking-uri / MLFLOW_TRACKING_URI and the model name and version)"
+            ) from e
+
+    return wrapper  # type: ignore[return-value]
 
 
 def resolve_uri(tracking_uri: str | None = None) -> str:
@@ -101,6 +126,7 @@ def _linked_run(client: Any, run_dir: Path, uri: str, name: str) -> str:
     return run.info.run_id
 
 
+@_user_errors
 def log_training(run_dir: str | os.PathLike[str], tracking_uri: str | None = None) -> str:
     """Log a finished training run: its config as parameters, ``history.json`` as per-epoch metrics (step =
     epoch), the dataset fingerprint as a tag, and the run's files as artifacts.
@@ -160,6 +186,7 @@ def _params(params: dict[str, str]) -> list[Any]:
     return [Param(k, v) for k, v in params.items()]
 
 
+@_user_errors
 def log_evaluation(
     run_dir: str | os.PathLike[str], eval_dir: str | os.PathLike[str], tracking_uri: str | None = None
 ) -> str:
@@ -200,6 +227,7 @@ class RegisteredVersion:
     tags: dict[str, str]
 
 
+@_user_errors
 def register_bundle(
     bundle: str | os.PathLike[str],
     tracking_uri: str | None = None,
@@ -255,6 +283,7 @@ def register_bundle(
     return RegisteredVersion(name, str(mv.version), digest, source, run_id, tags)
 
 
+@_user_errors
 def set_alias(alias: str, version: str | int, name: str = DEFAULT_MODEL, tracking_uri: str | None = None) -> None:
     """Point ``alias`` (``champion`` / ``challenger``) at ``version``."""
     if alias not in ALIASES:
@@ -263,6 +292,7 @@ def set_alias(alias: str, version: str | int, name: str = DEFAULT_MODEL, trackin
     client.set_registered_model_alias(name, alias, str(version))
 
 
+@_user_errors
 def promote(name: str = DEFAULT_MODEL, tracking_uri: str | None = None) -> RegisteredVersion:
     """The challenger becomes the champion (its alias moves; the challenger alias is cleared).
 
@@ -276,6 +306,7 @@ def promote(name: str = DEFAULT_MODEL, tracking_uri: str | None = None) -> Regis
     return challenger
 
 
+@_user_errors
 def get_version(model_uri: str, tracking_uri: str | None = None) -> RegisteredVersion:
     """The registered version of ``models:/NAME@ALIAS`` or ``models:/NAME/VERSION``.
 
@@ -306,6 +337,7 @@ def get_version(model_uri: str, tracking_uri: str | None = None) -> RegisteredVe
     return RegisteredVersion(m["name"], str(mv.version), tags["manifest_digest"], mv.source, mv.run_id, tags)
 
 
+@_user_errors
 def fetch_bundle(
     model_uri: str, cache_dir: str | os.PathLike[str], tracking_uri: str | None = None
 ) -> tuple[Path, RegisteredVersion]:
@@ -336,6 +368,7 @@ def fetch_bundle(
     return path, version
 
 
+@_user_errors
 def list_versions(name: str = DEFAULT_MODEL, tracking_uri: str | None = None) -> list[dict[str, Any]]:
     """Every version of ``name``, newest first, with its aliases and tags."""
     client, _ = _client(tracking_uri)
