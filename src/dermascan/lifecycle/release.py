@@ -35,6 +35,7 @@ def release(
     bench_runtimes: Sequence[str] = ("onnxruntime",),
     bench_repeats: int = 30,
     version: str | None = None,
+    max_parity_images: int | None = 400,
     progress: bool = False,
 ) -> dict[str, Any]:
     """Run the release steps; see the module docstring.
@@ -49,6 +50,7 @@ def release(
         bench_runtimes: runtimes the latency gate may read (those a clinic would be served with).
         bench_repeats: timed single-image predictions per runtime.
         version: the bundle's version (default: the export's).
+        max_parity_images: validation images the export's parity check runs on (as ``dermascan demo`` does).
         progress: progress bars.
 
     Returns:
@@ -83,7 +85,10 @@ def release(
         step("fairness", lambda: audit_fairness(run, out / "fairness", progress=progress))
         fairness = out / "fairness"
     bundle = step(
-        "export", lambda: export_bundle(run, out / "bundle", version=version, overwrite=True, progress=progress)
+        "export",
+        lambda: export_bundle(
+            run, out / "bundle", version=version, overwrite=True, max_parity_images=max_parity_images, progress=progress
+        ),
     )
     step(
         "bench",
