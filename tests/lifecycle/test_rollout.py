@@ -69,6 +69,15 @@ def _wait_for_share(live: Live, share: float) -> None:
     _traffic(live, 1)
 
 
+def _start_with_canary_answers(live: Live, version: str) -> None:
+    """Champion traffic, then the rollout's first stage, then traffic until the canary has answered enough."""
+    _traffic(live, 10)
+    rollout.start(live.db_url, version, actor="ana")
+    _wait_for_share(live, 0.10)
+    while _canary_count(live, version) < FAST.min_canary_cases:
+        _traffic(live, 10)
+
+
 def _canary_count(live: Live, version: str) -> int:
     with db.session_factory(live.engine)() as session:
         return len(predictions.answers_since(session, "canary", _epoch(), version))
@@ -127,11 +136,7 @@ def test_start_hold_advance_complete(tmp_path: Path, bundles: dict[str, Path]) -
 
 def test_a_flag_rate_breach_rolls_back_at_once(tmp_path: Path, bundles: dict[str, Path]) -> None:
     for live in _service(tmp_path, bundles, "bad"):
-        _traffic(live, 10)
-        rollout.start(live.db_url, "challenger-3", actor="ana")
-        _wait_for_share(live, 0.10)
-        while _canary_count(live, "challenger-3") < FAST.min_canary_cases:
-            _traffic(live, 10)
+        _start_with_canary_answers(live, "challenger-3")
         args = ["rollout", "advance", "--db", live.db_url, "--stage-hours", "0", "--min-canary-cases", "4"]
         result = runner.invoke(app, args)
         assert result.exit_code == 1, result.output
@@ -148,11 +153,7 @@ def test_a_flag_rate_breach_rolls_back_at_once(tmp_path: Path, bundles: dict[str
 
 def test_a_drift_alert_rolls_back_and_a_manual_rollback_is_recorded(tmp_path: Path, bundles: dict[str, Path]) -> None:
     for live in _service(tmp_path, bundles, "good"):
-        _traffic(live, 10)
-        rollout.start(live.db_url, "challenger-2", actor="ana")
-        _wait_for_share(live, 0.10)
-        while _canary_count(live, "challenger-2") < FAST.min_canary_cases:
-            _traffic(live, 10)
+        _start_with_canary_answers(live, "challenger-2")
         quiet = rollout.check(live.db_url, FAST, drift_check=lambda version, since: None)
         assert quiet["action"] == "none"
         drift = {c["name"]: c for c in quiet["evaluation"]["checks"]}["drift alert"]
