@@ -6,7 +6,9 @@ evaluation, the Predictor and the torch-free serving path all prepare an image t
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
@@ -56,3 +58,28 @@ class Preprocessing:
 
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "Preprocessing"]
+
+
+def read_yaml_mapping(path: str | os.PathLike[str], option: str, error: type[Exception]) -> dict[str, Any]:
+    """A YAML file of settings, as a mapping (an empty file is ``{}``).
+
+    Args:
+        path: the file.
+        option: the command-line option that named it (``--config``), for the message.
+        error: the exception to raise, the caller's own user-facing error class.
+
+    Raises:
+        error: the file is missing, not YAML, or not a mapping.
+    """
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise error(f"{option} {p}: file not found")
+    try:
+        values = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise error(f"{option} {p}: not valid YAML ({e})") from e
+    if not isinstance(values, dict):
+        raise error(f"{option} {p}: expected a mapping of settings, got {type(values).__name__}")
+    return values

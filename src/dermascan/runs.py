@@ -6,6 +6,7 @@ A run folder (``dermascan train --out R``) holds::
     R/splits.csv             image_id, lesion_id, split (lesion-grouped)
     R/best.ckpt, last.ckpt   checkpoints (weights_only loadable)
     R/history.csv/.json      one row per epoch
+    R/data.json              the data's record: fingerprint (ids, labels, image bytes), size, classes, splits
     R/operating_point.json   after `dermascan evaluate`: temperature, locked threshold, risk bands, tta
 
 Training writes these files through the names defined here; evaluation, export, the Predictor and the CLI
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BEST_CHECKPOINT",
     "CONFIG_FILE",
+    "DATA_FILE",
     "HISTORY_CSV",
     "HISTORY_JSON",
     "LAST_CHECKPOINT",
@@ -45,8 +47,10 @@ __all__ = [
     "UncalibratedWarning",
     "load_run",
     "read_config",
+    "read_data_record",
     "read_operating_point",
     "resolve_checkpoint",
+    "write_data_record",
     "write_operating_point",
 ]
 
@@ -57,6 +61,7 @@ LAST_CHECKPOINT = "last.ckpt"
 HISTORY_CSV = "history.csv"
 HISTORY_JSON = "history.json"
 OPERATING_POINT_FILE = "operating_point.json"
+DATA_FILE = "data.json"
 
 
 class RunError(DermaScanError, FileNotFoundError):
@@ -119,6 +124,24 @@ def write_operating_point(run_dir: str | os.PathLike[str], point: dict[str, Any]
     """Lock an operating point into the run (atomically); ``point`` must parse as a :class:`DecisionPolicy`."""
     DecisionPolicy.from_dict(point)  # refuse to write what could not be read back
     return _io.write_json(Path(run_dir) / OPERATING_POINT_FILE, point)
+
+
+def write_data_record(run_dir: str | os.PathLike[str], record: dict[str, Any]) -> Path:
+    """Write the run's data record (``data.json``; :meth:`DermoscopyIndex.record` plus the split sizes)."""
+    if not str(record.get("fingerprint", "")):
+        raise ValueError("a data record needs its fingerprint")
+    return _io.write_json(Path(run_dir) / DATA_FILE, record)
+
+
+def read_data_record(run_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The run's ``data.json`` (``None`` for a run trained before data records, or a bare checkpoint)."""
+    path = Path(run_dir) / DATA_FILE
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except ValueError as e:
+        raise RunError(f"{path}: not valid JSON ({e}); it is written by `dermascan train`") from e
 
 
 @dataclass

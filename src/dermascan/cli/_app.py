@@ -91,6 +91,14 @@ RunMetadataOpt = Annotated[
     ),
 ]
 RuntimeOpt = Annotated[Runtime, typer.Option(help="Runtime (auto: the fastest present).")]
+TrackingOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--tracking-uri",
+        envvar="MLFLOW_TRACKING_URI",
+        help="Log to this MLflow tracking store (sqlite:///mlflow.db, http://server:5000); default: no tracking.",
+    ),
+]
 DbOpt = Annotated[
     str, typer.Option("--db", envvar="DERMASCAN_DB", help="Database URL: sqlite:///path.db or postgresql+psycopg://...")
 ]

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from dermascan.cli._app import Method, OutOpt, RunDataOpt, RunMetadataOpt, RunOpt, Split, app
+from dermascan.cli._app import Method, OutOpt, RunDataOpt, RunMetadataOpt, RunOpt, Split, TrackingOpt, app
 
 
 def _run_index(run: Path, data: Path | None, metadata: Path | None):
@@ -45,6 +45,7 @@ def evaluate(
         bool, typer.Option("--lower-ci", help="Require the lower 95% CI bound on validation to reach the target.")
     ] = False,
     recalibrate: Annotated[bool, typer.Option(help="Choose temperature and threshold again.")] = False,
+    tracking_uri: TrackingOpt = None,
 ) -> None:
     """Evaluate at argmax and at the validation-locked melanoma threshold, with 95% CIs.
 
@@ -77,6 +78,10 @@ def evaluate(
     for label, v in threshold_free_rows(m):
         typer.echo(f"{label:<32} {v:<24}")
     typer.echo(f"wrote {out / 'report.html'} and decisions.csv beside the ISIC submission predictions.csv")
+    if tracking_uri is not None:
+        from dermascan.lifecycle.registry import log_evaluation
+
+        typer.echo(f"logged to MLflow run {log_evaluation(run, out, tracking_uri)} at {tracking_uri}")
 
 
 @app.command()

@@ -7,7 +7,17 @@ from typing import Annotated
 
 import typer
 
-from dermascan.cli._app import BundlePrecision, Engine, ModelFormat, OutOpt, RunOpt, RuntimeOpt, app, fail
+from dermascan.cli._app import (
+    BundlePrecision,
+    Engine,
+    ModelFormat,
+    OutOpt,
+    RunOpt,
+    RuntimeOpt,
+    TrackingOpt,
+    app,
+    fail,
+)
 
 
 @app.command()
@@ -28,8 +38,16 @@ def export(
         typer.Option(help="int8: folder of images that fit the activation ranges (default: the run's training split)."),
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing bundle folder.")] = False,
+    tracking_uri: TrackingOpt = None,
+    register: Annotated[str, typer.Option(help="With --tracking-uri: the registered model's name.")] = "dermascan",
+    alias: Annotated[
+        str | None, typer.Option(help="With --tracking-uri: point this alias (challenger) at the new version.")
+    ] = None,
 ) -> None:
-    """Export a run to a checksummed bundle; fails (and writes nothing) when parity against the eager model fails."""
+    """Export a run to a checksummed bundle; fails (and writes nothing) when parity against the eager model fails.
+
+    With --tracking-uri the bundle is registered as a new model version (manifest digest, data fingerprint,
+    evaluation summary as tags)."""
     from dermascan.export import export_bundle
     from dermascan.inference import load_bundle
 
@@ -56,6 +74,13 @@ def export(
             f"max |dp| {r['max_abs_prob_diff']:.2e}, decisions agree {r['primary_agreement']:.1%}, "
             f"melanoma flags agree {r['flag_agreement']:.1%}"
             + ("" if r.get("p95_abs_map_diff") is None else f", heat maps within {r['p95_abs_map_diff']:.3f} (p95)")
+        )
+    if tracking_uri is not None:
+        from dermascan.lifecycle.registry import register_bundle
+
+        v = register_bundle(path, tracking_uri, register, alias, run_dir=run if run.is_dir() else run.parent)
+        typer.echo(
+            f"registered {v.name} version {v.version}" + (f" as {alias}" if alias else "") + f" ({v.digest[:12]})"
         )
 
 
@@ -108,12 +133,25 @@ def bench(
             "(steadier ratios on a busy machine)."
         ),
     ] = 1,
+    reference: Annotated[
+        bool,
+        typer.Option(
+            "--reference/--no-reference", help="Also measure the eager-PyTorch references (for the speed-ups)."
+        ),
+    ] = True,
 ) -> None:
     """Latency per stage (p50/p95/p99), throughput and peak memory per runtime, eager PyTorch as reference."""
     from dermascan.export.benchmark import format_table, run_benchmark
 
     report = run_benchmark(
-        bundle, runtimes=runtime, out_json=out, image=image, repeats=repeats, rounds=rounds, progress=True
+        bundle,
+        runtimes=runtime,
+        out_json=out,
+        image=image,
+        repeats=repeats,
+        rounds=rounds,
+        with_reference=reference,
+        progress=True,
     )
     typer.echo(format_table(report))
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from dermascan.cli._app import DbOpt, app, fail
+from dermascan.cli._app import DbOpt, TrackingOpt, app, fail
 
 clinic_app = typer.Typer(help="Clinics and their API keys.", no_args_is_help=True)
 db_app = typer.Typer(help="The service's database.", no_args_is_help=True)
@@ -25,30 +25,59 @@ def _session(db: str):  # type: ignore[no-untyped-def]
 
 @app.command()
 def serve(
-    bundle: Annotated[Path, typer.Option(help="Model bundle folder.")],
+    bundle: Annotated[Path | None, typer.Option(help="Model bundle folder.")] = None,
+    model: Annotated[
+        str | None, typer.Option(help="A registered model instead of --bundle: models:/dermascan@champion.")
+    ] = None,
+    challenger: Annotated[
+        str | None, typer.Option(help="Challenger bundle folder or registered model (models:/dermascan@challenger).")
+    ] = None,
+    tracking_uri: TrackingOpt = None,
+    model_cache: Annotated[Path, typer.Option(help="Where registered bundles are downloaded.")] = Path(
+        "dermascan-data/models"
+    ),
     db: Annotated[str | None, typer.Option(help="Database URL (default: SQLite in the data folder).")] = None,
     host: Annotated[str | None, typer.Option(help="Address to listen on (default 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="TCP port (default 8000).")] = None,
     config: Annotated[Path | None, typer.Option(help="YAML file of settings (see ServeSettings).")] = None,
     dev: Annotated[bool, typer.Option(help="Development: a throwaway patient key if none is set.")] = False,
     patient_key_file: Annotated[Path | None, typer.Option(help="File holding the patient-hash key.")] = None,
-    challenger: Annotated[Path | None, typer.Option(help="Candidate bundle for shadow and canary traffic.")] = None,
     shadow_share: Annotated[
         float | None, typer.Option(help="Share of answers also run on the challenger, stored, never shown.")
     ] = None,
     canary_share: Annotated[
         float | None, typer.Option(help="Share answered by the challenger (a rollout's stored share wins).")
     ] = None,
-    batch_max_size: Annotated[int | None, typer.Option(help="Micro-batcher: most images a call (default 8; 1: off).")] = None,
+    batch_max_size: Annotated[
+        int | None, typer.Option(help="Micro-batcher: most images a call (default 8; 1: off).")
+    ] = None,
     batch_max_wait_ms: Annotated[
         float | None, typer.Option(help="Micro-batcher: longest wait for more requests after the first, ms.")
     ] = None,
-    queue_size: Annotated[int | None, typer.Option(help="Requests that may wait; one more is 503 (default 64).")] = None,
+    queue_size: Annotated[
+        int | None, typer.Option(help="Requests that may wait; one more is 503 (default 64).")
+    ] = None,
 ) -> None:
-    """The clinical HTTP service (one uvicorn worker per process; see /docs). SIGTERM drains, then exits."""
+    """The clinical HTTP service (one uvicorn worker per process; see /docs). SIGTERM drains, then exits.
+
+    With --model (and a models:/ --challenger) the bundle comes from the registry and is refused unless its
+    manifest digest is the registered one.
+    """
     from dermascan.serving.server import serve as run_server
     from dermascan.serving.settings import ServeSettings
 
+    if (bundle is not None and model is not None) or (bundle is None and model is None and config is None):
+        raise fail("pass exactly one of --bundle DIR or --model models:/NAME@ALIAS")
+    pinned: dict[str, object] = {}
+    for key, ref in (("bundle", model), ("challenger", challenger)):
+        if ref is not None and ref.startswith("models:/"):
+            from dermascan.lifecycle.registry import fetch_bundle
+
+            path, version = fetch_bundle(ref, model_cache, tracking_uri)
+            pinned[key], pinned[f"{key}_sha256"] = path, version.digest
+            typer.echo(f"{key}: {ref} = {version.name} version {version.version} ({version.digest[:12]})", err=True)
+        elif ref is not None:
+            pinned[key] = Path(ref)
     settings = ServeSettings.load(
         config,
         bundle=bundle,
@@ -57,12 +86,12 @@ def serve(
         port=port,
         dev=dev or None,
         patient_key_file=patient_key_file,
-        challenger=challenger,
         shadow_share=shadow_share,
         canary_share=canary_share,
         batch_max_size=batch_max_size,
         batch_max_wait_ms=batch_max_wait_ms,
         queue_size=queue_size,
+        **pinned,
     )
     run_server(settings)
 

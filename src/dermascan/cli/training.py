@@ -14,6 +14,7 @@ from dermascan.cli._app import (
     OutOpt,
     Sampler,
     SkipBadOpt,
+    TrackingOpt,
     TrainPrecision,
     Weighting,
     app,
@@ -21,7 +22,7 @@ from dermascan.cli._app import (
 from dermascan.errors import ConfigError
 
 #: Options of `train` that are not TrainConfig fields: how the config is assembled.
-ASSEMBLY_OPTIONS = ("preset", "config", "resume")
+ASSEMBLY_OPTIONS = ("preset", "config", "resume", "tracking_uri")
 #: TrainConfig fields without a flag: set them in a --config YAML file.
 YAML_ONLY_FIELDS = ("augment",)
 
@@ -78,6 +79,7 @@ def train(
     limit_train_batches: Annotated[int | None, typer.Option(help="Cap steps per epoch (smoke runs).")] = None,
     skip_bad: SkipBadOpt = False,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from last.ckpt.")] = False,
+    tracking_uri: TrackingOpt = None,
 ) -> None:
     """Train a classifier; writes config.yaml, splits.csv, best.ckpt, last.ckpt, history.csv/json to --out."""
     import dataclasses
@@ -99,4 +101,8 @@ def train(
         raise ConfigError("--data is required (a dataset folder; `dermascan synth --out DIR` makes one)")
     result = run_training(cfg, resume=resume)
     typer.echo(f"trained {result.epochs_run} epoch(s); best selection score {result.best_score:.4f}")
-    typer.echo(f"run folder: {result.out} (best.ckpt, last.ckpt, history.csv, splits.csv, config.yaml)")
+    typer.echo(f"run folder: {result.out} (best.ckpt, last.ckpt, history.csv, splits.csv, config.yaml, data.json)")
+    if tracking_uri is not None:
+        from dermascan.lifecycle.registry import log_training
+
+        typer.echo(f"logged to MLflow run {log_training(result.out, tracking_uri)} at {tracking_uri}")

@@ -24,9 +24,7 @@ files and no exact name is an error that asks for ``--metadata``.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -77,11 +75,22 @@ class DermoscopyIndex:
         return {c: int(counts.get(c, 0)) for c in CLASSES}
 
     def fingerprint(self) -> str:
-        """sha256 over (image id, class, file size) of every image: identifies the data a model saw."""
-        h = hashlib.sha256()
-        for image_id, dx, path in self.frame[["image_id", "dx", "path"]].itertuples(index=False):
-            h.update(f"{image_id},{dx},{os.path.getsize(path)}\n".encode())
-        return h.hexdigest()
+        """The dataset fingerprint (:func:`dermascan.data.fingerprint.dataset_fingerprint`): ids, labels and the
+        sha256 of every image's bytes; identifies the data a model saw."""
+        from dermascan.data.fingerprint import dataset_fingerprint
+
+        return dataset_fingerprint(self.frame[["image_id", "dx", "path"]].itertuples(index=False))
+
+    def record(self) -> dict[str, object]:
+        """What a run, a bundle and a registered version say about their data: fingerprint, size, classes."""
+        return {
+            "fingerprint": self.fingerprint(),
+            "n_images": len(self.frame),
+            "n_lesions": int(self.frame["lesion_id"].nunique()),
+            "class_counts": self.class_counts(),
+            "layout": self.layout,
+            "root": str(self.root),
+        }
 
     def subset(self, image_ids: list[str] | pd.Series) -> DermoscopyIndex:
         """The rows whose ``image_id`` is in ``image_ids``, in that order."""

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from dermascan.inference.bundle import MODEL_FILES, WEIGHTS_FILE, ModelCard, sha256_file
-from dermascan.runs import CONFIG_FILE, resolve_checkpoint
+from dermascan.runs import CONFIG_FILE, read_data_record, resolve_checkpoint
 from dermascan.taxonomy import API_NAMES, MELANOMA_INDEX
 
 
@@ -59,6 +59,7 @@ def bundle_manifest(
         "model": model,
         "weights": {"file": WEIGHTS_FILE, "format": "safetensors", "dtype": "float32"} if with_weights else None,
         "fingerprints": _fingerprints(run, ckpt, hparams),
+        "data": _data_summary(run),
         "evaluation": _evaluation_summary(run, op_raw),
         "source": {"run": run.resolve().name, "checkpoint": ckpt.name},
         "software": _software(),
@@ -71,7 +72,15 @@ def _fingerprints(run: Path, ckpt: Path, hparams: dict[str, Any]) -> dict[str, A
         config = sha256_file(config_file)
     else:
         config = hashlib.sha256(json.dumps(hparams.get("config", {}), sort_keys=True, default=str).encode()).hexdigest()
-    return {"data": hparams.get("data_fingerprint"), "config": config, "checkpoint": sha256_file(ckpt)}
+    record = read_data_record(run) or {}
+    data = hparams.get("data_fingerprint") or record.get("fingerprint")
+    return {"data": data, "config": config, "checkpoint": sha256_file(ckpt)}
+
+
+def _data_summary(run: Path) -> dict[str, Any] | None:
+    """The run's data record without the training machine's folder (a bundle travels)."""
+    record = read_data_record(run)
+    return None if record is None else {k: v for k, v in record.items() if k != "root"}
 
 
 def _scalars(d: Any, prefix: str = "", depth: int = 2) -> dict[str, Any]:

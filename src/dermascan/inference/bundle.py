@@ -28,7 +28,6 @@ This module imports neither torch nor onnx.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -40,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from dermascan import _io
 from dermascan.config import Preprocessing
+from dermascan.data.fingerprint import file_sha256
 from dermascan.decision import DecisionPolicy, UncalibratedWarning
 from dermascan.errors import DermaScanError
 from dermascan.taxonomy import CLASSES, MELANOMA_INDEX
@@ -91,13 +91,8 @@ class ModelCard:
 # --------------------------------------------------------------------------------------------- files
 
 
-def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
+#: Hex sha256 of a file, read in 1 MiB chunks (one implementation, shared with the dataset fingerprint).
+sha256_file = file_sha256
 
 
 def _bundle_files(folder: Path) -> list[str]:

@@ -59,7 +59,11 @@ class ServeSettings(BaseSettings):
     queue_size: int = Field(64, ge=1, description="Requests that may wait for the model; one more answers 503.")
     request_timeout_s: float = Field(30.0, gt=0, description="A request unanswered this long answers 504.")
     retry_after_s: float = Field(1.0, ge=0, description="Retry-After of a 503 (queue full, shutting down), s.")
+    bundle_sha256: str | None = Field(
+        None, description="Expected sha256 of the bundle's manifest (from the registry): refuse any other bundle."
+    )
     challenger: Path | None = Field(None, description="Candidate bundle for shadow and canary traffic.")
+    challenger_sha256: str | None = Field(None, description="Expected sha256 of the challenger's manifest.")
     shadow_share: float = Field(
         0.0, ge=0, le=1, description="Share of champion answers also run on the challenger (stored, never shown)."
     )
@@ -113,20 +117,11 @@ class ServeSettings(BaseSettings):
         """
         import os
 
-        import yaml
         from pydantic import ValidationError
 
-        values: dict[str, Any] = {}
-        if config is not None:
-            path = Path(config)
-            if not path.is_file():
-                raise SettingsError(f"--config {path}: file not found")
-            try:
-                values = yaml.safe_load(path.read_text()) or {}
-            except yaml.YAMLError as e:
-                raise SettingsError(f"--config {path}: not valid YAML ({e})") from e
-            if not isinstance(values, dict):
-                raise SettingsError(f"--config {path}: expected a mapping of settings, got {type(values).__name__}")
+        from dermascan.config import read_yaml_mapping
+
+        values = read_yaml_mapping(config, "--config", SettingsError) if config is not None else {}
         # The environment beats the file: drop file values that a DERMASCAN_* variable sets.
         env = {k[len("DERMASCAN_") :].lower() for k in os.environ if k.startswith("DERMASCAN_")}
         values = {k: v for k, v in values.items() if k not in env}

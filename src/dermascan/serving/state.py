@@ -68,12 +68,12 @@ class ServiceState:
         self.sessions = db.session_factory(self.db)
         if s.keep_images:
             self.keeper = ImageKeeper(s.keep_images)
-        self.bundle_digest = bundle_digest(s.bundle)
+        self.bundle_digest = _pinned(bundle_digest(s.bundle), s.bundle_sha256, s.bundle)
         predictor = Predictor.from_path(s.bundle, runtime=s.runtime, threads=s.threads)
         self.heatmap = s.heatmap and predictor.heatmap_kind is not None
         challenger = None
         if s.challenger is not None:
-            self.challenger_digest = bundle_digest(s.challenger)
+            self.challenger_digest = _pinned(bundle_digest(s.challenger), s.challenger_sha256, s.challenger)
             challenger = Predictor.from_path(s.challenger, runtime=s.runtime, threads=s.threads)
             if self.heatmap and challenger.heatmap_kind is None:
                 from dermascan.serving.settings import SettingsError
@@ -108,6 +108,18 @@ class ServiceState:
             self.engine.close()
         if self.db is not None:
             self.db.dispose()
+
+
+def _pinned(actual: str, expected: str | None, bundle: object) -> str:
+    """The bundle's digest, refused when a registry pinned another one (a swapped or edited bundle)."""
+    if expected is not None and actual != expected.lower():
+        from dermascan.serving.settings import SettingsError
+
+        raise SettingsError(
+            f"bundle {bundle}: manifest sha256 {actual[:16]}... is not the registered {expected[:16]}...; "
+            "fetch the registered version again (dermascan serve --model models:/NAME@ALIAS)"
+        )
+    return actual
 
 
 def get_state(request: Request) -> ServiceState:

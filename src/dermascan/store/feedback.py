@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dermascan.store.models import Feedback
+from dermascan.taxonomy import CLASSES
+
+#: Labels that confirm a case: a class, or ``OTHER`` (a diagnosis outside the taxonomy, so not melanoma).
+#: ``NOBIOPSY`` says that no histopathology exists; it confirms nothing.
+CONFIRMING = (*CLASSES, "OTHER")
 
 
 def append(
@@ -44,4 +50,28 @@ def latest(session: Session, prediction_id: str) -> Feedback | None:
     ).first()
 
 
-__all__ = ["append", "history", "latest"]
+def confirmed_labels(session: Session, prediction_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
+    """The confirmed label of each prediction that has one: ``{id: (label, "histopathology" | "clinician")}``.
+
+    Histopathology first: the latest histopathology result that is a diagnosis wins; without one, the latest
+    clinician diagnosis. Corrections are later rows, so "latest" is the corrected answer.
+    """
+    out: dict[str, tuple[str, str]] = {}
+    ids = list(prediction_ids)
+    for start in range(0, len(ids), 500):  # bounded IN lists
+        rows = session.scalars(
+            select(Feedback).where(Feedback.prediction_id.in_(ids[start : start + 500])).order_by(Feedback.id)
+        )
+        histo: dict[str, str] = {}
+        clinician: dict[str, str] = {}
+        for f in rows:
+            if f.histopathology_label in CONFIRMING:
+                histo[f.prediction_id] = f.histopathology_label
+            if f.clinician_label in CONFIRMING:
+                clinician[f.prediction_id] = f.clinician_label
+        out.update({k: (v, "clinician") for k, v in clinician.items()})
+        out.update({k: (v, "histopathology") for k, v in histo.items()})
+    return out
+
+
+__all__ = ["CONFIRMING", "append", "confirmed_labels", "history", "latest"]

@@ -151,6 +151,39 @@ class ServingSetting(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
+class Rollout(Base):
+    """A staged rollout of a challenger on the canary share (10% -> 50% -> 100%), its state now."""
+
+    __tablename__ = "rollouts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model_version: Mapped[str] = mapped_column(String(128))
+    champion_version: Mapped[str | None] = mapped_column(String(128), default=None)
+    status: Mapped[str] = mapped_column(String(16), index=True)  # active / completed / rolled_back
+    stage: Mapped[int] = mapped_column(Integer)  # index into the rollout's stages; -1 once rolled back
+    share: Mapped[float] = mapped_column(Float)
+    started_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    stage_started_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class RolloutStep(Base):
+    """One step of a rollout (start, advance, hold, rollback, complete): who, why, when, and the live figures it
+    rested on. Rows are only appended."""
+
+    __tablename__ = "rollout_steps"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    rollout_id: Mapped[int] = mapped_column(ForeignKey("rollouts.id"), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    action: Mapped[str] = mapped_column(String(16))
+    from_share: Mapped[float] = mapped_column(Float)
+    to_share: Mapped[float] = mapped_column(Float)
+    actor: Mapped[str] = mapped_column(String(128))
+    reason: Mapped[str] = mapped_column(Text)
+    evidence: Mapped[dict | None] = mapped_column(JSON, default=None)
+
+
 def prob_column(code: str) -> str:
     """Name of the probability column of a class code (``MEL`` -> ``p_mel``)."""
     return f"p_{code.lower()}"
@@ -163,6 +196,8 @@ __all__ = [
     "Clinic",
     "Feedback",
     "PredictionRow",
+    "Rollout",
+    "RolloutStep",
     "ServingSetting",
     "WebSession",
     "prob_column",

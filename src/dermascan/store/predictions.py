@@ -6,7 +6,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from sqlalchemy import exists, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from dermascan.store.models import Feedback, PredictionRow
 
@@ -77,4 +77,54 @@ def count(session: Session, role: str | None = None) -> int:
     return session.scalar(query) or 0
 
 
-__all__ = ["PredictionFilter", "add", "count", "get", "list_for_clinic"]
+def shadow_pairs(
+    session: Session, challenger_version: str | None = None, champion_version: str | None = None
+) -> list[tuple[PredictionRow, PredictionRow]]:
+    """``(champion row, shadow row)`` of every shadowed image, oldest first: the challenger's answer (``role`` shadow)
+    joined to the champion's answer it shadows (``shadow_of``), optionally of one version each."""
+    champion = aliased(PredictionRow)
+    query = (
+        select(champion, PredictionRow)
+        .join(champion, PredictionRow.shadow_of == champion.id)
+        .where(PredictionRow.role == "shadow")
+    )
+    if challenger_version is not None:
+        query = query.where(PredictionRow.model_version == challenger_version)
+    if champion_version is not None:
+        query = query.where(champion.model_version == champion_version)
+    return [(a, b) for a, b in session.execute(query.order_by(PredictionRow.created_at, PredictionRow.id))]
+
+
+def answers_since(
+    session: Session, role: str, since: dt.datetime, model_version: str | None = None
+) -> list[tuple[float, bool]]:
+    """``(latency_ms, melanoma_flag)`` of every answer of ``role`` (``primary``, ``canary``) created at or after
+    ``since``, optionally of one model version: the live figures a rollout step checks."""
+    query = select(PredictionRow.latency_ms, PredictionRow.melanoma_flag).where(
+        PredictionRow.role == role, PredictionRow.created_at >= since
+    )
+    if model_version is not None:
+        query = query.where(PredictionRow.model_version == model_version)
+    return [(float(a), bool(b)) for a, b in session.execute(query)]
+
+
+def latest_version(session: Session, role: str) -> str | None:
+    """The model version of the newest row of ``role`` (``shadow``: the challenger under test)."""
+    return session.scalar(
+        select(PredictionRow.model_version)
+        .where(PredictionRow.role == role)
+        .order_by(PredictionRow.created_at.desc())
+        .limit(1)
+    )
+
+
+__all__ = [
+    "PredictionFilter",
+    "add",
+    "answers_since",
+    "count",
+    "get",
+    "latest_version",
+    "list_for_clinic",
+    "shadow_pairs",
+]

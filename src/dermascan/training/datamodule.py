@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -36,6 +37,8 @@ class DermoscopyDataModule(L.LightningDataModule):
         self.preprocessing = preprocessing
         self.index = index
         self.splits: pd.DataFrame | None = None
+        #: the data's record (fingerprint, size, classes) taken from the original files, before any caching
+        self.data_record: dict[str, Any] | None = None
 
     def prepare(self) -> None:
         """Read, split and (optionally) cache. Runs in the launching process before any DDP worker starts."""
@@ -66,6 +69,10 @@ class DermoscopyDataModule(L.LightningDataModule):
         else:
             self.splits = make_splits(self.index.frame, cfg.val_fraction, cfg.test_fraction, cfg.seed)
             write_splits(self.splits, split_path)
+        self.data_record = {
+            **self.index.record(),
+            "splits": {k: int(v) for k, v in self.splits["split"].value_counts().sort_index().items()},
+        }
         if cfg.cache_dir:
             frame = cache_images(self.index.frame, cfg.cache_dir, self.preprocessing.resize_size, progress=True)
             self.index = DermoscopyIndex(self.index.root, self.index.layout, frame, self.index.skipped)

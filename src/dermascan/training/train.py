@@ -17,7 +17,7 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, TQDMProg
 from dermascan.data.readers import DermoscopyIndex
 from dermascan.data.sampling import class_weights
 from dermascan.models import create_model
-from dermascan.runs import BEST_CHECKPOINT, CONFIG_FILE, HISTORY_JSON, LAST_CHECKPOINT
+from dermascan.runs import BEST_CHECKPOINT, CONFIG_FILE, HISTORY_JSON, LAST_CHECKPOINT, write_data_record
 from dermascan.taxonomy import CLASSES, MELANOMA_INDEX
 from dermascan.training.callbacks import AtomicCheckpointIO, HistoryWriter
 from dermascan.training.config import TrainConfig, save_config
@@ -116,9 +116,11 @@ def train(
         "class_weights": weights.tolist(),
         "class_weighting": weighting,
         "train_class_counts": counts.tolist(),
-        "data_fingerprint": data.index.fingerprint() if data.index is not None else None,
+        "data_fingerprint": data.data_record["fingerprint"] if data.data_record else None,
     }
     save_config(config, out / CONFIG_FILE)
+    if data.data_record is not None:
+        write_data_record(out, data.data_record)
     module = LesionClassifier(model, loss_fn, config, meta)
 
     best = ModelCheckpoint(
