@@ -38,7 +38,12 @@ ALLOWED: dict[str, set[str]] = {
     "evaluation": BASE | {"decision", "data", "models", "training", "runs", "explain", "inference"},
     "store": BASE,
     "scoring": BASE | {"decision", "data", "inference"},
-    "serving": BASE | {"decision", "inference", "store"},
+    # serving computes the image features (numpy) stored with each prediction, and reads the monitor's report
+    "serving": BASE | {"decision", "inference", "store", "monitoring.features"},
+    # monitoring reads the store and the pure metrics and intervals; its simulation renders synthetic images
+    # and answers them through the Predictor
+    "monitoring": BASE
+    | {"decision", "store", "inference", "data", "evaluation.metrics", "evaluation.intervals", "evaluation._validate"},
 }
 
 

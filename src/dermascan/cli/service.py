@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -45,14 +45,21 @@ def serve(
 
 @clinic_app.command("add")
 def clinic_add(
-    name: Annotated[str, typer.Argument(help="Clinic name; its id is the lower-case slug.")], db: DbOpt
+    name: Annotated[str, typer.Argument(help="Clinic name; its id is the lower-case slug.")],
+    db: DbOpt,
+    role: Annotated[
+        Literal["clinic", "operator"],
+        typer.Option(help="clinic: its own cases; operator: also the monitoring page (/ops/monitor)."),
+    ] = "clinic",
 ) -> None:
     """Add a clinic (or a key to an existing one) and print the new API key once, on its own line."""
     from dermascan.store.clinics import add_clinic
 
     with _session(db) as session:
-        clinic, key = add_clinic(session, name)
-    typer.echo(f"clinic_id: {clinic.id}  (the key below is shown once; only its hash is stored)", err=True)
+        clinic, key = add_clinic(session, name, role)
+    typer.echo(
+        f"clinic_id: {clinic.id}, role: {role}  (the key below is shown once; only its hash is stored)", err=True
+    )
     typer.echo(key)
 
 
