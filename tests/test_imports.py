@@ -34,7 +34,9 @@ ALLOWED: dict[str, set[str]] = {
     "explain": BASE | {"data", "models"},
     "inference": BASE | {"decision", "data", "models", "explain", "runs"},
     # export.benchmark times the synthetic JPEG of dermascan.testing when given no photo
-    "export": BASE | {"decision", "data", "models", "explain", "inference", "runs", "testing.synthetic_jpeg"},
+    # export writes the monitoring reference (training feature quantiles, an embedding sample) into the bundle
+    "export": BASE
+    | {"decision", "data", "models", "explain", "inference", "runs", "testing.synthetic_jpeg", "monitoring.reference"},
     "evaluation": BASE | {"decision", "data", "models", "training", "runs", "explain", "inference"},
     "store": BASE,
     "scoring": BASE | {"decision", "data", "inference"},

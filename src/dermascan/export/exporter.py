@@ -15,6 +15,7 @@ from dermascan.export.check import check_bundle_parity, reference_predictor, spl
 from dermascan.export.manifest import bundle_manifest
 from dermascan.export.parity import ExportParityError
 from dermascan.export.quantize import DEFAULT_CALIBRATION_IMAGES
+from dermascan.monitoring.reference import REFERENCE_FILE
 from dermascan.inference.bundle import (
     MODEL_FILES,
     MODEL_FORMATS,
@@ -53,6 +54,7 @@ def export_bundle(
     int8_float_ends: bool | None = None,
     overwrite: bool = False,
     progress: bool = False,
+    reference: bool = True,
 ) -> Path:
     """Export a run (or a checkpoint) to a verified bundle at ``out_dir``.
 
@@ -78,6 +80,9 @@ def export_bundle(
             (:mod:`dermascan.export.quantize`).
         overwrite: replace an existing bundle at ``out_dir``.
         progress: progress bars (stderr) for the calibration and parity passes.
+        reference: write the training reference drift detection reads (``reference.json``: feature quantiles of
+            the training split, flag rate, class mix and an embedding sample on the validation split; see
+            :mod:`dermascan.monitoring.reference`). Skipped, with a warning, when the run's data set is not here.
 
     Returns:
         ``out_dir``.
@@ -136,11 +141,13 @@ def export_bundle(
     try:
         if include_weights:
             _write_weights(model, tmp / WEIGHTS_FILE)
+        has_reference = reference and _write_reference(model, card, run_path, tmp)
         for float_ends in attempts:
             outputs = _write_model(graph, tmp, fmt, precision, card.preprocessing.input_size, calibration, float_ends)
             manifest = bundle_manifest(
                 card, run_path, loaded.hparams, op_raw, fmt, precision, outputs, kind, include_weights
             )
+            manifest["reference"] = {"file": REFERENCE_FILE} if has_reference else None
             if calibration is not None:
                 manifest["model"]["quantization"] = {
                     "method": "post-training static, QDQ (onnxruntime.quantization)",
@@ -176,6 +183,28 @@ def export_bundle(
     for r in reports:
         log.info("parity %s", r.summary())
     return out
+
+
+def _write_reference(model: nn.Module, card: ModelCard, run_dir: Path, folder: Path) -> bool:
+    """Write the monitoring reference into the bundle folder; ``False`` (warned) when the run's splits or data
+    set are not here, since a bundle without one still serves (the monitor then says how to get one)."""
+    from dermascan.monitoring.reference import ReferenceError, reference_from_images, write_reference
+
+    try:
+        train, val = split_images(run_dir, "train"), split_images(run_dir, "val")
+    except ValueError as e:
+        log.warning("no monitoring reference in the bundle: %s", e)
+        return False
+    if not train or not val:
+        log.warning("no monitoring reference in the bundle: the run's train or val split is empty")
+        return False
+    try:
+        ref = reference_from_images(reference_predictor(model, card, None), train, val)
+    except ReferenceError as e:
+        log.warning("no monitoring reference in the bundle: %s", e)
+        return False
+    write_reference(folder, ref)
+    return True
 
 
 def _expand(images: Sequence[ImageInput]) -> list[ImageInput]:
