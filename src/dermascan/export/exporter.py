@@ -15,7 +15,6 @@ from dermascan.export.check import check_bundle_parity, reference_predictor, spl
 from dermascan.export.manifest import bundle_manifest
 from dermascan.export.parity import ExportParityError
 from dermascan.export.quantize import DEFAULT_CALIBRATION_IMAGES
-from dermascan.monitoring.reference import REFERENCE_FILE
 from dermascan.inference.bundle import (
     MODEL_FILES,
     MODEL_FORMATS,
@@ -26,6 +25,7 @@ from dermascan.inference.bundle import (
     run_card,
     write_manifest,
 )
+from dermascan.monitoring.reference import REFERENCE_FILE
 from dermascan.runs import load_run
 
 if TYPE_CHECKING:
