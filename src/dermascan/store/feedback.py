@@ -7,7 +7,7 @@ import datetime as dt
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from dermascan.store.models import Feedback
+from dermascan.store.models import Feedback, PredictionRow
 
 
 def append(
@@ -38,10 +38,20 @@ def history(session: Session, prediction_id: str) -> list[Feedback]:
     return list(session.scalars(select(Feedback).where(Feedback.prediction_id == prediction_id).order_by(Feedback.id)))
 
 
+def of_predictions_between(session: Session, since: dt.datetime | None, until: dt.datetime | None) -> list[Feedback]:
+    """All feedback rows of the predictions created in ``[since, until)``, oldest first (monitoring's labels)."""
+    query = select(Feedback).join(PredictionRow, PredictionRow.id == Feedback.prediction_id)
+    if since is not None:
+        query = query.where(PredictionRow.created_at >= since)
+    if until is not None:
+        query = query.where(PredictionRow.created_at < until)
+    return list(session.scalars(query.order_by(Feedback.id)))
+
+
 def latest(session: Session, prediction_id: str) -> Feedback | None:
     return session.scalars(
         select(Feedback).where(Feedback.prediction_id == prediction_id).order_by(Feedback.id.desc()).limit(1)
     ).first()
 
 
-__all__ = ["append", "history", "latest"]
+__all__ = ["append", "history", "latest", "of_predictions_between"]
