@@ -23,6 +23,8 @@ JSON_FILE = "monitor.json"
 HTML_FILE = "monitor.html"
 PLOTS = {"quality": "quality.png", "drift": "drift.png", "latency": "latency.png", "volume": "volume.png"}
 _DPI = 110
+COLUMNS = ["start", "n", "max PSI", "flag rate", "z", "MMD p", "est. sens.", "confirmed sens.", "disagree", "p95 ms",
+           "alerts"]  # fmt: skip
 
 
 def _figure(height: float = 3.0) -> Figure:
