@@ -23,6 +23,19 @@ JSON_FILE = "monitor.json"
 HTML_FILE = "monitor.html"
 PLOTS = {"quality": "quality.png", "drift": "drift.png", "latency": "latency.png", "volume": "volume.png"}
 _DPI = 110
+COLUMNS = [
+    "start",
+    "n",
+    "max PSI",
+    "flag rate",
+    "z",
+    "MMD p",
+    "est. sens.",
+    "confirmed sens.",
+    "disagree",
+    "p95 ms",
+    "alerts",
+]
 COLUMNS = ["start", "n", "max PSI", "flag rate", "z", "MMD p", "est. sens.", "confirmed sens.", "disagree", "p95 ms",
            "alerts"]  # fmt: skip
 
@@ -196,19 +209,7 @@ def write_report(report: dict[str, Any], out_dir: str | os.PathLike[str]) -> Pat
         _html.Section(
             "Windows",
             _html.table(
-                [
-                    "start",
-                    "n",
-                    "max PSI",
-                    "flag rate",
-                    "z",
-                    "MMD p",
-                    "est. sens.",
-                    "confirmed sens.",
-                    "disagree",
-                    "p95 ms",
-                    "alerts",
-                ],  # fmt: skip
+                COLUMNS,
                 _rows(windows),
             ),
         ),
