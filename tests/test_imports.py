@@ -41,7 +41,7 @@ ALLOWED: dict[str, set[str]] = {
     "store": BASE,
     "scoring": BASE | {"decision", "data", "inference"},
     # serving computes the image features (numpy) stored with each prediction, and reads the monitor's report
-    "serving": BASE | {"decision", "inference", "store", "monitoring.features"},
+    "serving": BASE | {"decision", "inference", "store", "monitoring.features", "monitoring.files"},
     # monitoring reads the store and the pure metrics and intervals; its simulation renders synthetic images
     # and answers them through the Predictor
     "monitoring": BASE

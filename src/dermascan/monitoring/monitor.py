@@ -33,14 +33,11 @@ from dermascan.errors import DermaScanError
 from dermascan.monitoring import drift
 from dermascan.monitoring.embedding import embeddings_of, mmd_test
 from dermascan.monitoring.features import DRIFT_FEATURES, FEATURES
+from dermascan.monitoring.files import ALERTS, DRIFT_ALERTS
 from dermascan.monitoring.quality import MIN_MELANOMAS, SENSITIVITY_ALERT, cbpe, confirmed_labels, confirmed_quality
 from dermascan.monitoring.reference import Reference
 from dermascan.store.models import prob_column
 from dermascan.taxonomy import CLASSES
-
-#: The kinds of alert, in the order reports list them; the first three need no label (drift alerts).
-ALERTS = ("input_drift", "embedding_drift", "prediction_drift", "sensitivity", "concept_drift")
-DRIFT_ALERTS = ALERTS[:3]
 
 
 class MonitorError(DermaScanError, ValueError):

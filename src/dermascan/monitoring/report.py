@@ -17,10 +17,8 @@ from matplotlib.figure import Figure
 
 from dermascan import _html, _io
 from dermascan.monitoring.drift import FLAG_RATE_SDS, PSI_ALERT, PSI_WARNING
-from dermascan.monitoring.monitor import ALERTS
+from dermascan.monitoring.files import ALERTS, HTML_FILE, JSON_FILE
 
-JSON_FILE = "monitor.json"
-HTML_FILE = "monitor.html"
 PLOTS = {"quality": "quality.png", "drift": "drift.png", "latency": "latency.png", "volume": "volume.png"}
 _DPI = 110
 COLUMNS = [
@@ -221,4 +219,4 @@ def write_report(report: dict[str, Any], out_dir: str | os.PathLike[str]) -> Pat
     return _html.write_page(out / HTML_FILE, "DermaScan monitor", sections, subtitle)
 
 
-__all__ = ["HTML_FILE", "JSON_FILE", "write_report"]
+__all__ = ["write_report"]

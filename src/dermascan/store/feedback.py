@@ -17,8 +17,12 @@ def append(
     histopathology_label: str | None,
     histopathology_date: dt.date | None,
     source: str,
+    created_at: dt.datetime | None = None,
 ) -> Feedback:
-    """Add a feedback row; it ``supersedes`` the prediction's latest one, which stays as it was."""
+    """Add a feedback row; it ``supersedes`` the prediction's latest one, which stays as it was.
+
+    ``created_at`` defaults to now; the traffic simulation gives the simulated moment the result arrived.
+    """
     previous = latest(session, prediction_id)
     row = Feedback(
         prediction_id=prediction_id,
@@ -27,6 +31,7 @@ def append(
         histopathology_date=histopathology_date,
         source=source,
         supersedes=None if previous is None else previous.id,
+        **({} if created_at is None else {"created_at": created_at}),
     )
     session.add(row)
     session.flush()
