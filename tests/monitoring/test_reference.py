@@ -30,19 +30,19 @@ def test_quantile_bins_hold_equal_shares_of_the_training_values() -> None:
     )
 
 
-def test_export_writes_a_checksummed_reference(monitored_bundle: Path, tmp_path: Path) -> None:
-    manifest = verify_bundle(monitored_bundle)
+def test_export_writes_a_checksummed_reference(sim_bundle: Path, tmp_path: Path) -> None:
+    manifest = verify_bundle(sim_bundle)
     assert manifest["reference"] == {"file": REFERENCE_FILE} and REFERENCE_FILE in manifest["files"]
-    ref = load_reference(monitored_bundle)
+    ref = load_reference(sim_bundle)
     assert set(ref.features) == set(FEATURES)
-    assert ref.n_train > 0 and ref.n_val > 0 and 0 <= ref.flag_rate <= 1
-    assert ref.embeddings.shape == (min(ref.n_val, 300), 7)
+    assert ref.n_train > 0 and ref.n_held_out > 0 and 0 <= ref.flag_rate <= 1
+    assert ref.embeddings.shape == (min(ref.n_held_out, 300), 7)
     assert sum(ref.class_mix.values()) == pytest.approx(1.0)
     for f in ref.features.values():
         assert sum(f.expected) == pytest.approx(1.0) and f.low <= f.high
 
     tampered = tmp_path / "t"
-    shutil.copytree(monitored_bundle, tampered)
+    shutil.copytree(sim_bundle, tampered)
     raw = json.loads((tampered / REFERENCE_FILE).read_text())
     raw["flag_rate"] = 0.5
     (tampered / REFERENCE_FILE).write_text(json.dumps(raw))
@@ -53,3 +53,9 @@ def test_export_writes_a_checksummed_reference(monitored_bundle: Path, tmp_path:
 def test_a_bundle_without_reference_is_explained(tmp_path: Path) -> None:
     with pytest.raises(ReferenceError, match="dermascan export"):
         load_reference(tmp_path)
+
+
+def test_a_small_training_split_gets_fewer_bins() -> None:
+    from dermascan.monitoring.reference import bins_for
+
+    assert [bins_for(n) for n in (40, 500, 999, 1000, 20000)] == [4, 5, 9, 10, 10]

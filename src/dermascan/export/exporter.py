@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from dermascan.inference.predictor import ImageInput
 
 log = logging.getLogger(__name__)
+#: Test images needed before the monitoring reference's predictions come from the test split alone.
+MIN_HELD_OUT = 100
 
 
 def export_bundle(
@@ -191,15 +193,19 @@ def _write_reference(model: nn.Module, card: ModelCard, run_dir: Path, folder: P
     from dermascan.monitoring.reference import ReferenceError, reference_from_images, write_reference
 
     try:
-        train, val = split_images(run_dir, "train"), split_images(run_dir, "val")
+        train, val, test = (split_images(run_dir, s) for s in ("train", "val", "test"))
     except ValueError as e:
         log.warning("no monitoring reference in the bundle: %s", e)
         return False
-    if not train or not val:
-        log.warning("no monitoring reference in the bundle: the run's train or val split is empty")
+    # The predictions' reference comes from images the model never fitted and the threshold never saw: the
+    # validation melanomas chose the threshold, so the validation split flags more than new traffic will.
+    # The test split when it is large enough, else validation and test together.
+    held_out = test if len(test) >= MIN_HELD_OUT else val + test
+    if not train or not held_out:
+        log.warning("no monitoring reference in the bundle: the run's train or held-out splits are empty")
         return False
     try:
-        ref = reference_from_images(reference_predictor(model, card, None), train, val)
+        ref = reference_from_images(reference_predictor(model, card, None), train, held_out)
     except ReferenceError as e:
         log.warning("no monitoring reference in the bundle: %s", e)
         return False

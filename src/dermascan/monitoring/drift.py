@@ -73,7 +73,7 @@ class RateDrift:
 
     Attributes:
         rate: the window's flag rate.
-        reference: the reference flag rate (validation split).
+        reference: the reference flag rate (held-out images).
         n: predictions in the window.
         sd: standard deviation of the difference (see :func:`flag_rate_sd`).
         z: ``(rate - reference) / sd``.
@@ -93,7 +93,7 @@ def flag_rate_sd(reference: float, n: int, n_reference: int | None = None) -> fl
     binomial SD at the window's own size.
 
     With ``n_reference`` the reference's own sampling variance ``p (1 - p) / n_reference`` is added (the SD of
-    the difference of two independent rates): a reference measured on a few hundred validation images is
+    the difference of two independent rates): a reference measured on a few hundred held-out images is
     itself uncertain, and ignoring that raises false alarms on every window. ``p`` is kept inside
     ``[0.5 / n_reference, 1 - 0.5 / n_reference]`` so a reference that flagged nothing still has a spread.
     """

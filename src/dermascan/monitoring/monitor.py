@@ -175,7 +175,7 @@ def _drift(w: pd.DataFrame, reference: Reference, cfg: MonitorConfig, seed: int)
             entry.update(psi=_num(value), level=drift.psi_level(value))
         features[f] = entry
     worst = max((e["psi"] for e in features.values() if e.get("psi") is not None), default=math.nan)
-    rate = drift.flag_rate_drift(flags, reference.flag_rate, reference.n_val)
+    rate = drift.flag_rate_drift(flags, reference.flag_rate, reference.n_held_out)
     emb = embeddings_of(probs)  # (n, K)
     if len(emb) > cfg.mmd_sample:
         emb = emb[np.random.default_rng(seed).choice(len(emb), cfg.mmd_sample, replace=False)]
@@ -287,7 +287,11 @@ def monitor_frames(
     return {
         "period": {"since": windows[0]["start"], "until": windows[-1]["end"], "window": str(cfg.window)},
         "config": {k: str(v) if isinstance(v, dt.timedelta) else v for k, v in asdict(cfg).items()},
-        "reference": {"n_train": reference.n_train, "n_val": reference.n_val, "flag_rate": reference.flag_rate},
+        "reference": {
+            "n_train": reference.n_train,
+            "n_held_out": reference.n_held_out,
+            "flag_rate": reference.flag_rate,
+        },
         "windows": windows,
         "first_alert": first_alert,
         "alerts": sorted({a for w in windows for a in w["alerts"]}, key=ALERTS.index),

@@ -2,11 +2,12 @@
 (``reference.json``, listed with its sha256 in the manifest like every bundle file).
 
 * Image features (:mod:`~dermascan.monitoring.features`) of the **training** split: for each, the inner edges of
-  :data:`N_BINS` quantile bins and the training share in each bin (PSI's expected distribution), and the
-  0.5 / 99.5 percentiles (the range a served image is flagged outside of).
-* Predictions of the **validation** split (the model has fitted the training split, so its flag rate there is
-  optimistic): the melanoma-flag rate at the locked threshold, the predicted class mix, and a sample of the
-  embeddings (:func:`~dermascan.monitoring.embedding.embeddings_of`) for the two-sample test.
+  quantile bins (:func:`bins_for`: 10, fewer for a small training split) and the training share in each bin
+  (PSI's expected distribution), and the 0.5 / 99.5 percentiles (the range a served image is flagged outside of).
+* Predictions of **held-out** images (the export passes the test split, or validation and test when the test split
+  is small: the model has fitted the training split and the validation melanomas chose the threshold, so both
+  flag more than new traffic will): the melanoma-flag rate at the locked threshold, the predicted class mix, and
+  a sample of the embeddings (:func:`~dermascan.monitoring.embedding.embeddings_of`) for the two-sample test.
 
 numpy only: the monitor reads it without torch.
 """
@@ -30,6 +31,10 @@ if TYPE_CHECKING:
 
 REFERENCE_FILE = "reference.json"
 N_BINS = 10
+#: At least this many training images per bin: a bin's training share is PSI's denominator, and a share measured
+#: on a handful of images makes the index noisy on every window (its expected value between two samples of one
+#: distribution is about ``(bins - 1) (1/n + 1/m)``).
+MIN_PER_BIN = 100
 EMBEDDING_SAMPLE = 300
 RANGE_PERCENTILES = (0.5, 99.5)
 
@@ -63,7 +68,7 @@ class Reference:
     n_train: int
     flag_rate: float
     class_mix: dict[str, float]
-    n_val: int
+    n_held_out: int
     embeddings: np.ndarray  # (E, D)
 
     def to_dict(self) -> dict[str, Any]:
@@ -72,7 +77,7 @@ class Reference:
             "n_train": self.n_train,
             "flag_rate": self.flag_rate,
             "class_mix": self.class_mix,
-            "n_val": self.n_val,
+            "n_held_out": self.n_held_out,
             "embeddings": np.round(self.embeddings, 5).tolist(),
         }
 
@@ -85,6 +90,12 @@ def bin_counts(values: np.ndarray, edges: list[float] | np.ndarray) -> np.ndarra
     """
     idx = np.searchsorted(np.asarray(edges, np.float64), np.asarray(values, np.float64), side="right")
     return np.bincount(idx, minlength=len(edges) + 1)
+
+
+def bins_for(n_train: int) -> int:
+    """Quantile bins for a training split of ``n_train`` images: :data:`N_BINS`, or fewer (at least 4) so each bin
+    holds :data:`MIN_PER_BIN` images."""
+    return int(min(N_BINS, max(4, n_train // MIN_PER_BIN)))
 
 
 def feature_reference(values: np.ndarray, n_bins: int = N_BINS) -> FeatureReference:
@@ -106,28 +117,29 @@ def feature_reference(values: np.ndarray, n_bins: int = N_BINS) -> FeatureRefere
 
 def build_reference(
     train_features: list[dict[str, float]],
-    val_probabilities: np.ndarray,
-    val_flags: np.ndarray,
+    held_out_probabilities: np.ndarray,
+    held_out_flags: np.ndarray,
     classes: list[str],
     embeddings: np.ndarray,
     sample: int = EMBEDDING_SAMPLE,
     seed: int = 0,
 ) -> Reference:
-    """The reference from training-split features and validation-split predictions.
+    """The reference from training-split features and predictions on held-out images.
 
     Args:
         train_features: one :func:`~dermascan.monitoring.features.image_features` dict per training image.
-        val_probabilities: calibrated probabilities on the validation split, (N, K).
-        val_flags: melanoma flags at the locked threshold, (N,).
+        held_out_probabilities: calibrated probabilities on the held-out images, (N, K).
+        held_out_flags: melanoma flags at the locked threshold, (N,).
         classes: class codes of the probability columns.
-        embeddings: the validation embeddings, (N, D); at most ``sample`` rows are kept (drawn at random).
+        embeddings: the held-out embeddings, (N, D); at most ``sample`` rows are kept (drawn at random).
         sample: embedding sample size.
         seed: seed of that draw.
     """
-    if not train_features or len(val_flags) == 0:
-        raise ReferenceError("a training reference needs training images and validation predictions")
-    feats = {f: feature_reference(np.array([row[f] for row in train_features], np.float64)) for f in FEATURES}
-    probs = np.asarray(val_probabilities, np.float64)  # (N, K)
+    if not train_features or len(held_out_flags) == 0:
+        raise ReferenceError("a training reference needs training images and held-out predictions")
+    n_bins = bins_for(len(train_features))
+    feats = {f: feature_reference(np.array([row[f] for row in train_features], np.float64), n_bins) for f in FEATURES}
+    probs = np.asarray(held_out_probabilities, np.float64)  # (N, K)
     mix = np.bincount(probs.argmax(axis=1), minlength=len(classes)) / len(probs)
     emb = np.asarray(embeddings, np.float64)  # (N, D)
     if len(emb) > sample:
@@ -135,9 +147,9 @@ def build_reference(
     return Reference(
         features=feats,
         n_train=len(train_features),
-        flag_rate=float(np.mean(np.asarray(val_flags, bool))),
+        flag_rate=float(np.mean(np.asarray(held_out_flags, bool))),
         class_mix={c: float(m) for c, m in zip(classes, mix, strict=True)},
-        n_val=len(probs),
+        n_held_out=len(probs),
         embeddings=emb,
     )
 
@@ -152,16 +164,16 @@ def _spread(items: list, limit: int) -> list:
 def reference_from_images(
     predictor: Predictor,
     train_images: list[str | os.PathLike[str]],
-    val_images: list[str | os.PathLike[str]],
+    held_out_images: list[str | os.PathLike[str]],
     max_train: int = 2000,
-    max_val: int = 1000,
+    max_held_out: int = 1000,
 ) -> Reference:
     """Measure the reference: features of (at most ``max_train``) training images, and ``predictor``'s answers on
-    (at most ``max_val``) validation images. Unreadable images are skipped (the export's parity check reports
+    (at most ``max_held_out``) held-out images. Unreadable images are skipped (the export's parity check reports
     them).
 
     Raises:
-        ReferenceError: no readable training or validation image.
+        ReferenceError: no readable held-out image.
     """
     from dermascan.data.io import ImageError, load_image
     from dermascan.inference import Prediction
@@ -174,9 +186,9 @@ def reference_from_images(
             feats.append(image_features(load_image(path)))
         except ImageError:
             continue
-    results = [r for r in predictor.predict(_spread(val_images, max_val)) if isinstance(r, Prediction)]
+    results = [r for r in predictor.predict(_spread(held_out_images, max_held_out)) if isinstance(r, Prediction)]
     if not results:
-        raise ReferenceError("no validation image could be read for the training reference")
+        raise ReferenceError("no held-out image could be read for the training reference")
     classes = list(predictor.card.classes)
     probs = np.array([[r.probabilities[c] for c in classes] for r in results])  # (N, K)
     flags = np.array([r.melanoma_flag for r in results])
@@ -206,19 +218,21 @@ def load_reference(bundle: str | os.PathLike[str]) -> Reference:
         n_train=int(raw["n_train"]),
         flag_rate=float(raw["flag_rate"]),
         class_mix={k: float(v) for k, v in raw["class_mix"].items()},
-        n_val=int(raw["n_val"]),
+        n_held_out=int(raw["n_held_out"]),
         embeddings=np.asarray(raw["embeddings"], np.float64).reshape(len(raw["embeddings"]), -1),
     )
 
 
 __all__ = [
     "EMBEDDING_SAMPLE",
+    "MIN_PER_BIN",
     "N_BINS",
     "REFERENCE_FILE",
     "FeatureReference",
     "Reference",
     "ReferenceError",
     "bin_counts",
+    "bins_for",
     "build_reference",
     "feature_reference",
     "load_reference",
