@@ -111,3 +111,15 @@ def test_embeddings_are_the_centred_logits_over_t() -> None:
     p = np.exp(logits / t) / np.exp(logits / t).sum(axis=1, keepdims=True)
     centred = (logits - logits.mean(axis=1, keepdims=True)) / t
     assert np.allclose(embeddings_of(p), centred)
+
+
+def test_psi_chance_is_the_chi_square_tail_at_the_effective_size() -> None:
+    from scipy import stats
+
+    # 60 window images against 540 reference images in 4 bins: effective size 54, statistic 0.3 * 54 = 16.2
+    assert drift.psi_chance(0.3, 60, 540, 4) == pytest.approx(stats.chi2.sf(16.2, 3))
+    # one test in a thousand shows that much by chance: above 0.25 but only a warning
+    assert drift.psi_level(0.3, drift.psi_chance(0.3, 60, 540, 4)) == "warning"
+    assert drift.psi_level(0.5, drift.psi_chance(0.5, 60, 540, 4)) == "alert"  # chance 1e-5
+    assert drift.psi_level(0.26, drift.psi_chance(0.26, 30, 300, 10)) == "warning"  # what 30 images often show
+    assert drift.psi_level(2.0, drift.psi_chance(2.0, 30, 300, 10)) == "alert"

@@ -64,8 +64,12 @@ def test_quiet_degradation_is_seen_by_the_confirmed_sensitivity_only(sim_bundle:
     report = _run("quiet-degradation", tmp_path, sim_bundle)
     sim = report["simulation"]
     assert sim["passed"], sim
-    assert sim["days_to_detect"]["sensitivity"] is not None and report["first_alert"]["sensitivity"] >= "2026-01-05"
+    before = [w for w in report["windows"] if w["start"] < "2026-01-05" and w["quality"]["sensitivity"]]
+    last = report["windows"][-1]
+    assert "sensitivity" in last["alerts"] and last["quality"]["sensitivity"]["value"] < 0.88
+    assert all(w["quality"]["sensitivity"]["value"] > last["quality"]["sensitivity"]["hi"] for w in before)
     assert sim["days_to_detect"]["input_drift"] is None  # the images did not change
+    assert not any("prediction_drift" in w["alerts"] for w in report["windows"])  # nor the flag rate: quiet
 
 
 def test_case_mix_is_prediction_drift_not_input_drift(sim_bundle: Path, tmp_path: Path) -> None:

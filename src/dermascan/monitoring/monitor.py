@@ -5,7 +5,8 @@ against the bundle's training reference. The figures are in :mod:`~dermascan.mon
 Per window (``[start, end)``, one day by default):
 
 * volume, latency p50/p95/p99 (from the stored ``latency_ms``), models that answered;
-* data quality: each image feature's share outside the training range; input drift: PSI of each feature;
+* data quality: each image feature's share outside the training range; input drift: PSI of each feature, pooled
+  and per clinic (one clinic's new dermoscope is diluted in the pooled figure);
 * prediction drift: melanoma-flag rate against the reference (2 SD), class mix PSI;
 * embedding drift: MMD two-sample test of the window's embeddings against the reference sample;
 * estimated performance (CBPE) of the window's predictions, available at once;
@@ -35,7 +36,7 @@ from dermascan.monitoring.embedding import embeddings_of, mmd_test
 from dermascan.monitoring.features import DRIFT_FEATURES, FEATURES
 from dermascan.monitoring.files import ALERTS, DRIFT_ALERTS
 from dermascan.monitoring.quality import MIN_MELANOMAS, SENSITIVITY_ALERT, cbpe, confirmed_labels, confirmed_quality
-from dermascan.monitoring.reference import Reference
+from dermascan.monitoring.reference import FeatureReference, Reference
 from dermascan.store.models import prob_column
 from dermascan.taxonomy import CLASSES
 
@@ -52,6 +53,7 @@ class MonitorConfig:
         window: length of one window.
         quality_days: confirmed quality and concept drift use the predictions of this many trailing days.
         min_window: fewer predictions than this in a window: no drift figure (``too few``), no drift alert.
+        min_clinic_window: a clinic's own PSI is computed (and can alert) from this many images in a window.
         min_melanomas: fewer confirmed melanomas than this: "not enough confirmed melanomas".
         min_confirmed: fewer confirmed cases than this: no concept-drift figure.
         sensitivity_alert: confirmed sensitivity below this alerts (the brief's 0.88).
@@ -65,6 +67,7 @@ class MonitorConfig:
     window: dt.timedelta = dt.timedelta(days=1)
     quality_days: int = 30
     min_window: int = 30
+    min_clinic_window: int = 50
     min_melanomas: int = MIN_MELANOMAS
     min_confirmed: int = 30
     sensitivity_alert: float = SENSITIVITY_ALERT
@@ -171,10 +174,13 @@ def _drift(w: pd.DataFrame, reference: Reference, cfg: MonitorConfig, seed: int)
         ref = reference.features[f]
         entry: dict[str, Any] = {"out_of_range": _num(drift.out_of_range_share(ref, w[f].to_numpy()))}
         if f in DRIFT_FEATURES:
-            value = drift.feature_psi(ref, w[f].to_numpy())
-            entry.update(psi=_num(value), level=drift.psi_level(value))
+            value, chance = _psi(ref, w[f].to_numpy(), reference.n_train)
+            entry.update(psi=_num(value), chance=_num(chance), level=drift.psi_level(value, chance))
         features[f] = entry
     worst = max((e["psi"] for e in features.values() if e.get("psi") is not None), default=math.nan)
+    clinics = _clinic_psi(w, reference, cfg)
+    levels = [e["level"] for e in features.values() if "level" in e] + [c["level"] for c in clinics.values()]
+    level = next((x for x in ("alert", "warning", "ok") if x in levels), "none")
     rate = drift.flag_rate_drift(flags, reference.flag_rate, reference.n_held_out)
     emb = embeddings_of(probs)  # (n, K)
     if len(emb) > cfg.mmd_sample:
@@ -182,7 +188,11 @@ def _drift(w: pd.DataFrame, reference: Reference, cfg: MonitorConfig, seed: int)
     mmd = mmd_test(reference.embeddings, emb, cfg.permutations, seed)
     return {
         "features": features,
-        "input_drift": {"max_psi": _num(worst), "level": drift.psi_level(worst)},
+        "input_drift": {
+            "max_psi": _num(worst),
+            "by_clinic": clinics,
+            "level": level,
+        },
         "prediction_drift": {
             **{k: _num(v) if isinstance(v, float) else v for k, v in asdict(rate).items()},
             "class_mix_psi": _num(drift.class_mix_psi(reference.class_mix, w["primary_class"].to_numpy())),
@@ -190,6 +200,38 @@ def _drift(w: pd.DataFrame, reference: Reference, cfg: MonitorConfig, seed: int)
         "embedding_drift": {"mmd2": _num(mmd.mmd2), "p_value": _num(mmd.p_value), "n": mmd.n_window},
         "estimated": cbpe(w[prob_column("MEL")].to_numpy(), flags).to_dict(),
     }
+
+
+def _clinic_psi(w: pd.DataFrame, reference: Reference, cfg: MonitorConfig) -> dict[str, dict[str, Any]]:
+    """The largest feature PSI of each clinic with at least ``min_clinic_window`` images in the window: a new
+    dermoscope in one clinic of several is diluted in the pooled figure, and the operator needs to know where."""
+    out = {}
+    for clinic, part in w.groupby("clinic_id"):
+        if len(part) < cfg.min_clinic_window:
+            continue
+        psis = {f: _psi(reference.features[f], part[f].to_numpy(), reference.n_train) for f in DRIFT_FEATURES}
+        finite = {f: v for f, v in psis.items() if not math.isnan(v[0])}
+        if finite:
+            feature = max(finite, key=lambda f: finite[f][0])
+            value, chance = finite[feature]
+            out[str(clinic)] = {
+                "n": len(part),
+                "max_psi": round(value, 6),
+                "chance": _num(chance),
+                "feature": feature,
+                "level": max((drift.psi_level(*v) for v in finite.values()), key=_LEVELS.index),
+            }
+    return out
+
+
+_LEVELS = ("none", "ok", "warning", "alert")
+
+
+def _psi(ref: FeatureReference, values: np.ndarray, n_train: int) -> tuple[float, float]:
+    """PSI of a window's values and its chance under no drift."""
+    value = drift.feature_psi(ref, values)
+    n = int(np.isfinite(values).sum())
+    return value, drift.psi_chance(value, n, n_train, len(ref.expected))
 
 
 def _quality(recent: pd.DataFrame, feedback: pd.DataFrame, end: pd.Timestamp, cfg: MonitorConfig) -> dict[str, Any]:

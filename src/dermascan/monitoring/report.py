@@ -155,7 +155,12 @@ def _features_table(window: dict[str, Any]) -> str:
     if not feats:
         return _html.paragraph("Too few predictions in the last window for the feature figures.")
     rows = [[f, e.get("psi"), e.get("level", "range only"), e.get("out_of_range")] for f, e in feats.items()]
-    return _html.table(["feature", "PSI", "level", "share outside the training range"], rows)
+    clinics = window["input_drift"]["by_clinic"]
+    by_clinic = _html.table(
+        ["clinic", "images", "largest PSI", "feature"],
+        [[c, e["n"], e["max_psi"], e["feature"]] for c, e in clinics.items()],
+    )
+    return _html.table(["feature", "PSI (pooled)", "level", "share outside the training range"], rows) + by_clinic
 
 
 def write_report(report: dict[str, Any], out_dir: str | os.PathLike[str]) -> Path:
