@@ -128,3 +128,14 @@ def test_the_commands_and_the_exit_code(sim_bundle: Path, tmp_path: Path) -> Non
     empty = runner.invoke(app, ["monitor", "--db", db, "--bundle", str(sim_bundle), "--out", str(tmp_path / "e"),
                                 "--since", "2027-01-01"])  # fmt: skip
     assert empty.exit_code == 2 and "no predictions" in empty.output
+
+
+def test_the_cli_choices_are_the_librarys() -> None:
+    from typing import get_args
+
+    from dermascan.cli import _app
+    from dermascan.monitoring.simulate import SCENARIOS
+    from dermascan.store.clinics import ROLES
+
+    assert get_args(_app.Scenario) == SCENARIOS
+    assert get_args(_app.KeyRole) == ROLES

@@ -62,3 +62,23 @@ def test_the_operator_page(monitored: Live) -> None:
     assert operator.get("/ops/monitor/monitor.json").status_code == 404  # only the report's plots are served
     full = operator.get("/ops/monitor/report")
     assert full.status_code == 200 and "DermaScan monitor" in full.text
+
+
+def test_clinic_add_gives_an_operator_key_and_refuses_an_unknown_role(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from dermascan.cli import app
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    runner = CliRunner()
+    assert runner.invoke(app, ["db", "upgrade", "--db", url]).exit_code == 0
+    result = runner.invoke(app, ["clinic", "add", "Operations", "--role", "operator", "--db", url])
+    assert result.exit_code == 0, result.output
+    key = result.stdout.strip().splitlines()[-1]
+    engine = db.make_engine(url)
+    with db.session_factory(engine)() as session:
+        caller = clinics.authenticate(session, key)
+    engine.dispose()
+    assert caller is not None and caller.is_operator and caller.clinic_id == "operations"
+    bad = runner.invoke(app, ["clinic", "add", "X", "--role", "root", "--db", url])
+    assert bad.exit_code == 2

@@ -5,13 +5,12 @@ replayed into a store, then monitored)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 import typer
 
-from dermascan.cli._app import DbOpt, OutOpt, app
+from dermascan.cli._app import DbOpt, OutOpt, Scenario, app
 
-Scenario = Literal["steady", "new-device", "quiet-degradation", "case-mix"]
 BundleOpt = Annotated[Path, typer.Option("--bundle", help="The served model's bundle (its training reference).")]
 WindowOpt = Annotated[str, typer.Option("--window", help="Window length: 1d, 12h, 30m, 1w.")]
 QualityDaysOpt = Annotated[

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 import typer
 
-from dermascan.cli._app import DbOpt, app, fail
+from dermascan.cli._app import DbOpt, KeyRole, app, fail
 
 clinic_app = typer.Typer(help="Clinics and their API keys.", no_args_is_help=True)
 db_app = typer.Typer(help="The service's database.", no_args_is_help=True)
@@ -48,7 +48,7 @@ def clinic_add(
     name: Annotated[str, typer.Argument(help="Clinic name; its id is the lower-case slug.")],
     db: DbOpt,
     role: Annotated[
-        Literal["clinic", "operator"],
+        KeyRole,
         typer.Option(help="clinic: its own cases; operator: also the monitoring page (/ops/monitor)."),
     ] = "clinic",
 ) -> None:
