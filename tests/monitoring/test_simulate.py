@@ -139,3 +139,13 @@ def test_the_cli_choices_are_the_librarys() -> None:
 
     assert get_args(_app.Scenario) == SCENARIOS
     assert get_args(_app.KeyRole) == ROLES
+
+
+def test_the_demo_step_writes_and_links_both_reports(sim_bundle: Path, tmp_path: Path) -> None:
+    from dermascan.monitoring.demo import demo_step
+
+    out = demo_step(tmp_path / "monitoring", sim_bundle, days=2, per_day=40, change_day=2)
+    for scenario in ("steady", "new-device"):
+        assert Path(out[scenario]["html"]).is_file() and out[scenario]["days"] == 2
+        assert f'href="monitoring/{scenario}/monitor.html"' in out["html"]
+    assert out["new-device"]["change_at"] == "2026-01-02T00:00:00+00:00"
