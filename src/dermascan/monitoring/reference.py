@@ -4,10 +4,10 @@
 * Image features (:mod:`~dermascan.monitoring.features`) of the **training** split: for each, the inner edges of
   quantile bins (:func:`bins_for`: 10, fewer for a small training split) and the training share in each bin
   (PSI's expected distribution), and the 0.5 / 99.5 percentiles (the range a served image is flagged outside of).
-* Predictions of **held-out** images (the export passes the validation and test splits; the model has fitted the
-  training split, so its flag rate there is optimistic): the melanoma-flag rate at the locked threshold, the
-  predicted class mix, and a sample of the embeddings (:func:`~dermascan.monitoring.embedding.embeddings_of`)
-  for the two-sample test.
+* Predictions of **held-out** images (the export passes the test split, or validation and test when the test split
+  is small; the model fitted the training split and was selected and thresholded on validation, so both flag
+  more than new traffic will): the melanoma-flag rate at the locked threshold, the predicted class mix, and a
+  sample of the embeddings (:func:`~dermascan.monitoring.embedding.embeddings_of`) for the two-sample test.
 
 numpy only: the monitor reads it without torch.
 """
