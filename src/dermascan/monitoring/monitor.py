@@ -255,6 +255,11 @@ def _quality(recent: pd.DataFrame, feedback: pd.DataFrame, end: pd.Timestamp, cf
     )
     return {
         "quality": quality,
+        # CBPE over the same trailing predictions (all of them, confirmed or not): the figure to hold against the
+        # confirmed one, which it should track while the calibration holds
+        "estimated_trailing": cbpe(
+            recent[prob_column("MEL")].to_numpy(), recent["melanoma_flag"].to_numpy(bool)
+        ).to_dict()["sensitivity"],
         "concept_drift": {"disagreement": _num(disagreement), "n": len(cases)},
     }
 

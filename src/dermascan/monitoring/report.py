@@ -67,7 +67,7 @@ def _plot_quality(t: pd.DatetimeIndex, windows: list[dict[str, Any]], alert_belo
     lo, hi = _series(windows, "quality", "sensitivity", "lo"), _series(windows, "quality", "sensitivity", "hi")
     ax.fill_between(t, lo, hi, color="#1f77b4", alpha=0.18, label="confirmed sensitivity, Wilson 95%")
     ax.plot(t, sens, color="#1f77b4", marker=".", label="confirmed sensitivity (trailing window)")
-    ax.plot(t, _series(windows, "estimated", "sensitivity"), color="#ff7f0e", ls="--", label="estimated (CBPE)")
+    ax.plot(t, _series(windows, "estimated_trailing"), color="#ff7f0e", ls="--", label="estimated (CBPE), same window")
     ax.plot(
         t,
         _series(windows, "quality", "specificity", "value"),
@@ -85,7 +85,10 @@ def _plot_quality(t: pd.DatetimeIndex, windows: list[dict[str, Any]], alert_belo
 def _plot_drift(t: pd.DatetimeIndex, windows: list[dict[str, Any]], path: Path) -> None:
     fig = _figure(5.4)
     a1, a2, a3 = fig.subplots(3, 1, sharex=True)
-    a1.plot(t, _series(windows, "input_drift", "max_psi"), marker=".", label="largest feature PSI")
+    a1.plot(t, _series(windows, "input_drift", "max_psi"), marker=".", label="largest feature PSI, pooled")
+    by_clinic = [max((c["max_psi"] for c in w.get("input_drift", {}).get("by_clinic", {}).values()), default=np.nan)
+                 for w in windows]  # fmt: skip
+    a1.plot(t, by_clinic, marker="x", ls=":", color="#7f7f7f", label="largest of one clinic")
     a1.axhline(PSI_WARNING, color="#d6a100", lw=1, label="warning 0.10")
     a1.axhline(PSI_ALERT, color="#b42318", lw=1, label="alert 0.25")
     a1.set_ylabel("PSI")

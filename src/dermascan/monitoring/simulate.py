@@ -256,6 +256,9 @@ def outcome(report: dict[str, Any], cfg: SimulationConfig) -> dict[str, Any]:
         return (dt.datetime.fromisoformat(hit["end"]) - change).total_seconds() / 86400
 
     detect = {k: days_to(k) for k in ("input_drift", "embedding_drift", "prediction_drift", "sensitivity")}
+    # does CBPE track the confirmed sensitivity? mean absolute gap over the windows that have both, before the change
+    gaps = [abs(w["estimated_trailing"] - w["quality"]["sensitivity"]["value"]) for w in before
+            if w["quality"]["sensitivity"] is not None and w.get("estimated_trailing") is not None]  # fmt: skip
     rate = false_alarms / len(before) if before else None
     if cfg.scenario == "steady":
         passed, expected = rate is not None and rate <= 0.05, "at most 5% of windows raise a drift alert"
@@ -281,6 +284,7 @@ def outcome(report: dict[str, Any], cfg: SimulationConfig) -> dict[str, Any]:
         # the point rule (below 0.88) on a few dozen confirmed melanomas also fires by chance: counted apart
         "sensitivity_alerts_before_change": sum("sensitivity" in w["alerts"] for w in before),
         "days_to_detect": detect,
+        "cbpe_gap_before_change": round(float(np.mean(gaps)), 4) if gaps else None,
         "expected": expected,
         "passed": bool(passed),
     }
