@@ -47,10 +47,26 @@ async def metrics(state: State) -> Response:
     return Response(state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
+_MONITOR_EXAMPLE = {
+    "period": {"since": "2026-02-01T00:00:00+00:00", "until": "2026-02-02T00:00:00+00:00", "window": "1 day, 0:00:00"},
+    "alerts": ["input_drift"],
+    "first_alert": {"input_drift": "2026-02-01T00:00:00+00:00", "sensitivity": None},
+    "windows": [
+        {
+            "start": "2026-02-01T00:00:00+00:00",
+            "n": 150,
+            "input_drift": {"max_psi": 0.25, "level": "alert", "by_clinic": {"clinic-1": {"max_psi": 2.37}}},
+            "quality": {"state": "ok", "n_melanoma": 414, "sensitivity": {"value": 0.91, "lo": 0.88, "hi": 0.93}},
+            "alerts": ["input_drift"],
+        }
+    ],
+}
+
+
 @router.get(
     "/api/v1/monitor",
-    responses=_errors(401, 403, 404),
-    summary="The latest monitor report (monitor.json), for operator keys",
+    responses={200: {"content": {"application/json": {"example": _MONITOR_EXAMPLE}}}, **_errors(401, 403, 404)},
+    summary="The latest monitor report (monitor.json; `dermascan monitor` writes it), for operator keys",
 )
 async def monitor_report(state: State, caller: Auth) -> dict:
     if not caller.is_operator:
