@@ -72,8 +72,10 @@ def simulate(
     quality_days: QualityDaysOpt = 30,
     min_melanomas: MinMelanomasOpt = 20,
 ) -> None:
-    """Replay synthetic patients day by day through the bundle into a store, with feedback and histopathology
-    arriving later, then monitor it: monitor.json (with the scenario's outcome) and monitor.html in OUT."""
+    """A synthetic deployment replayed into a store, then monitored: monitor.json and monitor.html in OUT.
+
+    Synthetic patients go day by day through the bundle; clinician feedback and histopathology arrive later.
+    """
     from dermascan.monitoring.monitor import MonitorConfig, parse_window
     from dermascan.monitoring.report import write_report
     from dermascan.monitoring.simulate import SimulationConfig
