@@ -16,7 +16,7 @@ DEMO_SCENARIOS = ("steady", "new-device")
 
 
 def demo_step(
-    out: str | os.PathLike[str], bundle: str | os.PathLike[str], days: int = 14, per_day: int = 80, change_day: int = 8
+    out: str | os.PathLike[str], bundle: str | os.PathLike[str], days: int = 14, per_day: int = 150, change_day: int = 8
 ) -> dict[str, Any]:
     """Simulate ``steady`` and ``new-device`` into ``out/<scenario>/`` (a SQLite store each) and monitor them.
 
@@ -24,7 +24,7 @@ def demo_step(
         out: folder of the step (``out/steady/monitor.html``, ``out/new-device/monitor.html``).
         bundle: the demo's exported bundle (with its training reference).
         days: simulated days per scenario.
-        per_day: images a day.
+        per_day: images a day (150: 50 a clinic, the least a clinic's own PSI is computed from).
         change_day: the new device's first day.
 
     Returns:
