@@ -34,11 +34,18 @@ ALLOWED: dict[str, set[str]] = {
     "explain": BASE | {"data", "models"},
     "inference": BASE | {"decision", "data", "models", "explain", "runs"},
     # export.benchmark times the synthetic JPEG of dermascan.testing when given no photo
-    "export": BASE | {"decision", "data", "models", "explain", "inference", "runs", "testing.synthetic_jpeg"},
+    # export writes the monitoring reference (training feature quantiles, an embedding sample) into the bundle
+    "export": BASE
+    | {"decision", "data", "models", "explain", "inference", "runs", "testing.synthetic_jpeg", "monitoring.reference"},
     "evaluation": BASE | {"decision", "data", "models", "training", "runs", "explain", "inference"},
     "store": BASE,
     "scoring": BASE | {"decision", "data", "inference"},
-    "serving": BASE | {"decision", "inference", "store"},
+    # serving computes the image features (numpy) stored with each prediction, and reads the monitor's report
+    "serving": BASE | {"decision", "inference", "store", "monitoring.features", "monitoring.files"},
+    # monitoring reads the store and the pure metrics and intervals; its simulation renders synthetic images
+    # and answers them through the Predictor
+    "monitoring": BASE
+    | {"decision", "store", "inference", "data", "evaluation.metrics", "evaluation.intervals", "evaluation._validate"},
     # active learning trains and evaluates rounds, scores through the Predictor, reads the store's pool; its demo
     # step writes the cost table
     "active_learning": BASE

@@ -70,6 +70,7 @@ def test_openapi_documents_every_route_with_an_example(live: Live) -> None:
         ("/api/v1/feedback", "post"),
         ("/api/v1/predictions", "get"),
         ("/api/v1/predictions/{prediction_id}", "get"),
+        ("/api/v1/monitor", "get"),
         ("/healthz", "get"),
         ("/readyz", "get"),
         ("/metrics", "get"),

@@ -65,6 +65,8 @@ Weighting = Literal["inverse", "sqrt_inverse", "clipped", "uniform"]
 Sampler = Literal["shuffle", "balanced"]
 TrainPrecision = Literal["auto", "32-true", "bf16-mixed", "16-mixed"]
 Accelerator = Literal["auto", "cpu", "gpu"]
+Scenario = Literal["steady", "new-device", "quiet-degradation", "case-mix"]
+KeyRole = Literal["clinic", "operator"]
 
 # ------------------------------------------------------------------------------------------ options
 

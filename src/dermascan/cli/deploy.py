@@ -75,6 +75,12 @@ def export(
             f"melanoma flags agree {r['flag_agreement']:.1%}"
             + ("" if r.get("p95_abs_map_diff") is None else f", heat maps within {r['p95_abs_map_diff']:.3f} (p95)")
         )
+    ref = manifest.get("reference")
+    typer.echo(
+        f"  monitoring reference: {ref['file']}"
+        if ref
+        else "  monitoring reference: none (the run's data set is not here)"
+    )
     if tracking_uri is not None:
         from dermascan.lifecycle.registry import register_bundle
 

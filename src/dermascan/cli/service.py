@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from dermascan.cli._app import DbOpt, TrackingOpt, app, fail
+from dermascan.cli._app import DbOpt, KeyRole, TrackingOpt, app, fail
 
 clinic_app = typer.Typer(help="Clinics and their API keys.", no_args_is_help=True)
 db_app = typer.Typer(help="The service's database.", no_args_is_help=True)
@@ -98,14 +98,21 @@ def serve(
 
 @clinic_app.command("add")
 def clinic_add(
-    name: Annotated[str, typer.Argument(help="Clinic name; its id is the lower-case slug.")], db: DbOpt
+    name: Annotated[str, typer.Argument(help="Clinic name; its id is the lower-case slug.")],
+    db: DbOpt,
+    role: Annotated[
+        KeyRole,
+        typer.Option(help="clinic: its own cases; operator: also the monitoring page (/ops/monitor)."),
+    ] = "clinic",
 ) -> None:
     """Add a clinic (or a key to an existing one) and print the new API key once, on its own line."""
     from dermascan.store.clinics import add_clinic
 
     with _session(db) as session:
-        clinic, key = add_clinic(session, name)
-    typer.echo(f"clinic_id: {clinic.id}  (the key below is shown once; only its hash is stored)", err=True)
+        clinic, key = add_clinic(session, name, role)
+    typer.echo(
+        f"clinic_id: {clinic.id}, role: {role}  (the key below is shown once; only its hash is stored)", err=True
+    )
     typer.echo(key)
 
 

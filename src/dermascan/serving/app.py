@@ -50,7 +50,9 @@ def create_app(settings: ServeSettings) -> FastAPI:
     Raises:
         PatientKeyError: no patient key and not ``--dev`` (checked now, before anything starts).
     """
-    state = ServiceState(settings=settings, metrics=ServiceMetrics(), hasher=patient_hasher(settings))
+    state = ServiceState(
+        settings=settings, metrics=ServiceMetrics(settings.monitor_dir), hasher=patient_hasher(settings)
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -1,4 +1,4 @@
-"""From the request's image field to a checked, decoded image and its drift statistics.
+"""From the request's image field to a checked, decoded image and its image features.
 
 Accepted: PNG and JPEG only, as standard base64 (RFC 4648 alphabet, ``=`` padding; line breaks and spaces are
 ignored, as MIME tools wrap base64 at 76 columns). A data URL (``data:image/png;base64,...`` or
@@ -19,10 +19,10 @@ import re
 import warnings
 from dataclasses import dataclass
 
-import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from dermascan.inference import ImageError, load_image
+from dermascan.monitoring.features import image_features
 from dermascan.serving.errors import ServiceError
 
 # The pixel limit is ours (``max_pixels``, checked from the header before decoding); PIL's warning for images
@@ -42,7 +42,8 @@ class CheckedImage:
         rgb: upright RGB image (what the Predictor gets).
         data: the encoded bytes (for optional keeping).
         ext: ``png`` or ``jpg``.
-        stats: width, height, brightness, contrast, mean_r/g/b (drift features, in [0, 1] but the size).
+        stats: the image features of :mod:`dermascan.monitoring.features` (quality and drift), stored with the
+            prediction.
     """
 
     rgb: Image.Image
@@ -159,30 +160,7 @@ def check_image(
         rgb = load_image(data, name=field)
     except ImageError as e:
         raise ServiceError(422, "unreadable_image", f"{e}; send the complete file") from e
-    return CheckedImage(rgb=rgb, data=data, ext=ACCEPTED[fmt], stats=image_stats(rgb))
+    return CheckedImage(rgb=rgb, data=data, ext=ACCEPTED[fmt], stats=image_features(rgb))
 
 
-def image_stats(rgb: Image.Image) -> dict[str, float]:
-    """Drift features of an RGB image: size, luma mean (brightness) and std (contrast), channel means.
-
-    Computed on a thumbnail of 256-511 px a side: means and stds of a smooth photo barely change, and the
-    full image would cost more than the model on a large capture.
-    """
-    w, h = rgb.size
-    # A box filter by an integer factor (PIL's reduce): a tenth of the cost of copy + thumbnail, same means.
-    small = rgb.reduce(max(1, max(w, h) // 256))
-    x = np.asarray(small, dtype=np.float32) / 255.0  # (h', w', 3)
-    luma = x @ np.array([0.299, 0.587, 0.114], np.float32)  # (h', w') ITU-R BT.601
-    means = x.reshape(-1, 3).mean(axis=0)
-    return {
-        "width": w,
-        "height": h,
-        "brightness": float(luma.mean()),
-        "contrast": float(luma.std()),
-        "mean_r": float(means[0]),
-        "mean_g": float(means[1]),
-        "mean_b": float(means[2]),
-    }
-
-
-__all__ = ["ACCEPTED", "CheckedImage", "Limits", "check_image", "decode_base64", "image_stats"]
+__all__ = ["ACCEPTED", "CheckedImage", "Limits", "check_image", "decode_base64"]

@@ -7,7 +7,11 @@ scrape and sum the processes; several workers in one process group would each an
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, ProcessCollector, generate_latest
+
+from dermascan.serving.monitor_report import MonitorCollector
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
@@ -16,9 +20,11 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 class ServiceMetrics:
     """The service's metrics, in their own registry."""
 
-    def __init__(self) -> None:
+    def __init__(self, monitor_dir: Path | None = None) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
+        # the latest monitor report's figures (dermascan_monitor_*), read at each scrape
+        r.register(MonitorCollector(monitor_dir))
         ProcessCollector(registry=r)  # process_resident_memory_bytes, cpu seconds, open fds
         self.request_latency = Histogram(
             "dermascan_http_request_duration_seconds",

@@ -76,6 +76,11 @@ class ServeSettings(BaseSettings):
         default_factory=lambda: dict(DEFAULT_RECOMMENDATIONS),
         description="Recommendation text per risk band (low, moderate, high, uncalibrated).",
     )
+    monitor_dir: Path | None = Field(
+        None,
+        description="Folder of the latest `dermascan monitor` report: its figures become /metrics gauges and "
+        "its page is shown to operator keys at /ops/monitor.",
+    )
     log_level: str = Field("info", description="uvicorn log level.")
     https: bool = Field(False, description="Served over TLS (e.g. behind a proxy): page cookies are marked Secure.")
     session_hours: float = Field(12, gt=0, le=24 * 7, description="Lifetime of a clinician page sign-in, hours.")

@@ -14,6 +14,9 @@ from dermascan.store.identity import hash_api_key, key_prefix, new_api_key
 from dermascan.store.models import ApiKey, Clinic, utcnow
 
 _CLINIC_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+#: Key roles: a clinic key reads and writes its own clinic's cases; an operator key also reads the monitoring
+#: page (every clinic's aggregate figures, never a case).
+ROLES = ("clinic", "operator")
 
 
 class ClinicError(DermaScanError, ValueError):
@@ -22,10 +25,15 @@ class ClinicError(DermaScanError, ValueError):
 
 @dataclass(frozen=True)
 class Caller:
-    """Who is calling: the clinic a valid key belongs to, and the key's prefix (for the access log)."""
+    """Who is calling: the clinic a valid key belongs to, the key's prefix (for the access log) and its role."""
 
     clinic_id: str
     key_prefix: str
+    role: str = "clinic"
+
+    @property
+    def is_operator(self) -> bool:
+        return self.role == "operator"
 
 
 def clinic_id_for(name: str) -> str:
@@ -37,12 +45,14 @@ def clinic_id_for(name: str) -> str:
     return slug
 
 
-def add_clinic(session: Session, name: str) -> tuple[Clinic, str]:
-    """Create a clinic (or reuse one of that id) and a new API key.
+def add_clinic(session: Session, name: str, role: str = "clinic") -> tuple[Clinic, str]:
+    """Create a clinic (or reuse one of that id) and a new API key of ``role`` (:data:`ROLES`).
 
     Returns:
         (clinic, key): the key in clear, the only time it exists outside the caller's hands.
     """
+    if role not in ROLES:
+        raise ClinicError(f"key role {role!r} is unknown; use one of {', '.join(ROLES)}")
     cid = clinic_id_for(name)
     clinic = session.get(Clinic, cid)
     if clinic is None:
@@ -50,7 +60,7 @@ def add_clinic(session: Session, name: str) -> tuple[Clinic, str]:
         session.add(clinic)
         session.flush()  # the key's foreign key needs the clinic row first (no ORM relationship orders them)
     key = new_api_key()
-    session.add(ApiKey(clinic_id=cid, prefix=key_prefix(key), key_hash=hash_api_key(key)))
+    session.add(ApiKey(clinic_id=cid, prefix=key_prefix(key), key_hash=hash_api_key(key), role=role))
     session.flush()
     return clinic, key
 
@@ -78,9 +88,11 @@ def revoke(session: Session, clinic_id: str, prefix: str | None = None) -> int:
 def authenticate(session: Session, key: str) -> Caller | None:
     """The caller of an API key, or ``None`` for an unknown or revoked key."""
     row = session.execute(
-        select(ApiKey.clinic_id, ApiKey.prefix).where(ApiKey.key_hash == hash_api_key(key), ApiKey.revoked_at.is_(None))
+        select(ApiKey.clinic_id, ApiKey.prefix, ApiKey.role).where(
+            ApiKey.key_hash == hash_api_key(key), ApiKey.revoked_at.is_(None)
+        )
     ).first()
-    return None if row is None else Caller(row.clinic_id, row.prefix)
+    return None if row is None else Caller(row.clinic_id, row.prefix, row.role)
 
 
 def list_clinics(session: Session) -> list[tuple[Clinic, int]]:
@@ -92,4 +104,4 @@ def list_clinics(session: Session) -> list[tuple[Clinic, int]]:
     return [(c, active[c.id]) for c in clinics]
 
 
-__all__ = ["Caller", "ClinicError", "add_clinic", "authenticate", "clinic_id_for", "list_clinics", "revoke"]
+__all__ = ["ROLES", "Caller", "ClinicError", "add_clinic", "authenticate", "clinic_id_for", "list_clinics", "revoke"]

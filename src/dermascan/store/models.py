@@ -48,6 +48,8 @@ class ApiKey(Base):
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    # clinic: the clinical API and page for its own clinic; operator: also the monitoring page and gauges
+    role: Mapped[str] = mapped_column(String(16), default="clinic", server_default="clinic")
 
 
 class PredictionRow(Base):
@@ -57,7 +59,7 @@ class PredictionRow(Base):
     __table_args__ = (Index("ix_predictions_clinic_created", "clinic_id", "created_at"),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
     clinic_id: Mapped[str] = mapped_column(ForeignKey("clinics.id"))
     patient_hash: Mapped[str] = mapped_column(String(64), index=True)
     lesion_id: Mapped[str | None] = mapped_column(String(128), default=None)
@@ -84,7 +86,9 @@ class PredictionRow(Base):
     risk_band: Mapped[str | None] = mapped_column(String(16), default=None)
     threshold: Mapped[float | None] = mapped_column(Float, default=None)
     latency_ms: Mapped[float] = mapped_column(Float)
-    # Image statistics for drift detection (no pixels): size, luma mean/std, channel means, all in [0, 1].
+    # Image features for data quality and drift (no pixels; :mod:`dermascan.monitoring.features`): size, luma
+    # mean/std, channel means, all in [0, 1]; and since 0004 sharpness, grey-world deviation and dark-corner
+    # share (NULL on rows stored before: never measured).
     width: Mapped[int] = mapped_column(Integer)
     height: Mapped[int] = mapped_column(Integer)
     brightness: Mapped[float] = mapped_column(Float)
@@ -92,6 +96,9 @@ class PredictionRow(Base):
     mean_r: Mapped[float] = mapped_column(Float)
     mean_g: Mapped[float] = mapped_column(Float)
     mean_b: Mapped[float] = mapped_column(Float)
+    sharpness: Mapped[float | None] = mapped_column(Float, default=None)
+    grey_world: Mapped[float | None] = mapped_column(Float, default=None)
+    dark_corner: Mapped[float | None] = mapped_column(Float, default=None)
     image_uri: Mapped[str | None] = mapped_column(Text, default=None)  # only when image keeping is on
 
     def probabilities(self) -> dict[str, float]:

@@ -69,6 +69,17 @@ def list_for_clinic(
     return list(page), total
 
 
+def answered_between(session: Session, since: dt.datetime | None, until: dt.datetime | None) -> list[PredictionRow]:
+    """Every answer shown to a clinic (primary and canary rows, not shadow ones) created in ``[since, until)``,
+    oldest first: what monitoring reads."""
+    query = select(PredictionRow).where(PredictionRow.role != "shadow")
+    if since is not None:
+        query = query.where(PredictionRow.created_at >= since)
+    if until is not None:
+        query = query.where(PredictionRow.created_at < until)
+    return list(session.scalars(query.order_by(PredictionRow.created_at, PredictionRow.id)))
+
+
 def count(session: Session, role: str | None = None) -> int:
     """All rows, or those of one ``role`` (primary, canary, shadow)."""
     query = select(func.count()).select_from(PredictionRow)
@@ -121,6 +132,7 @@ def latest_version(session: Session, role: str) -> str | None:
 __all__ = [
     "PredictionFilter",
     "add",
+    "answered_between",
     "answers_since",
     "count",
     "get",

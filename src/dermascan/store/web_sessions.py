@@ -31,19 +31,19 @@ def open_session(session: Session, api_key: str, lifetime: dt.timedelta) -> tupl
     token = secrets.token_urlsafe(32)
     session.add(WebSession(token_hash=hash_api_key(token), api_key_id=key.id, expires_at=utcnow() + lifetime))
     session.flush()
-    return token, Caller(key.clinic_id, key.prefix)
+    return token, Caller(key.clinic_id, key.prefix, key.role)
 
 
 def caller_of(session: Session, token: str) -> Caller | None:
     """The clinic of a live session (not expired, not signed out, its key not revoked), else ``None``."""
     row = session.execute(
-        select(WebSession.expires_at, ApiKey.clinic_id, ApiKey.prefix)
+        select(WebSession.expires_at, ApiKey.clinic_id, ApiKey.prefix, ApiKey.role)
         .join(ApiKey, ApiKey.id == WebSession.api_key_id)
         .where(WebSession.token_hash == hash_api_key(token), ApiKey.revoked_at.is_(None))
     ).first()
     if row is None or _aware(row.expires_at) <= utcnow():
         return None
-    return Caller(row.clinic_id, row.prefix)
+    return Caller(row.clinic_id, row.prefix, row.role)
 
 
 def close_session(session: Session, token: str) -> None:

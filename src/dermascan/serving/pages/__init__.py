@@ -11,7 +11,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from starlette.staticfiles import StaticFiles
 
-from dermascan.serving.pages import session, views
+from dermascan.serving.pages import operator, session, views
 from dermascan.serving.pages.common import PageError, SignInRequiredError, page_error, sign_in_redirect
 
 STATIC = Path(__file__).parent / "static"
@@ -21,6 +21,7 @@ def install(app: FastAPI) -> None:
     """Add the page's routes, its static files and the handlers that answer its refusals as HTML."""
     app.include_router(session.router)
     app.include_router(views.router)
+    app.include_router(operator.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_exception_handler(PageError, page_error)  # type: ignore[arg-type]
     app.add_exception_handler(SignInRequiredError, sign_in_redirect)  # type: ignore[arg-type]

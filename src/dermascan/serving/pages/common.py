@@ -111,7 +111,15 @@ Page = Annotated[SignedIn, Depends(signed_in)]
 
 
 def render(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
-    response = templates.TemplateResponse(request, name, context, status_code=status_code)
+    return _page_headers(templates.TemplateResponse(request, name, context, status_code=status_code))
+
+
+def html_page(html: str) -> HTMLResponse:
+    """A page the app did not render from its templates (the monitor's report), with the same headers."""
+    return _page_headers(HTMLResponse(html))
+
+
+def _page_headers(response: HTMLResponse) -> HTMLResponse:
     response.headers["Content-Security-Policy"] = _CSP
     response.headers["Cache-Control"] = "no-store"  # patient results stay out of shared caches
     response.headers["X-Content-Type-Options"] = "nosniff"

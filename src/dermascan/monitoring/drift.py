@@ -1,0 +1,183 @@
+"""Drift figures of one window against the training reference: input drift (PSI of each image feature),
+prediction drift (melanoma-flag rate against its standard deviation; the class mix by PSI) and concept drift
+(disagreement with the confirmed labels). Pure functions of arrays; the monitor windows the store and calls them.
+
+Thresholds are the brief's (section 4.5): PSI > 0.25 an alert (retrain), 0.10-0.25 a warning; a flag rate more
+than 2 standard deviations from the reference; disagreement with confirmed labels above 20%.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from dermascan.monitoring.reference import FeatureReference, bin_counts
+
+PSI_WARNING = 0.10
+PSI_ALERT = 0.25
+FLAG_RATE_SDS = 2.0
+MAX_DISAGREEMENT = 0.20
+#: Shares of empty bins are floored at this before the log (PSI is infinite otherwise), on both sides.
+PSI_FLOOR = 1e-4
+#: A PSI alert also needs its chance under no drift (:func:`psi_chance`) below this.
+PSI_CHANCE = 1e-4
+
+
+def psi(expected: ArrayLike, actual: ArrayLike, floor: float = PSI_FLOOR) -> float:
+    """Population Stability Index ``sum_i (a_i - e_i) ln(a_i / e_i)`` of two distributions over the same bins.
+
+    Args:
+        expected: reference shares (or counts) per bin.
+        actual: observed shares (or counts) per bin; both are normalised to sum to 1.
+        floor: shares below it are raised to it (an empty bin would make the index infinite).
+
+    Raises:
+        ValueError: different numbers of bins, a negative value, or an empty distribution.
+    """
+    e, a = np.asarray(expected, np.float64), np.asarray(actual, np.float64)
+    if e.shape != a.shape or e.ndim != 1:
+        raise ValueError(f"PSI needs two 1-D distributions over the same bins, got shapes {e.shape} and {a.shape}")
+    if (e < 0).any() or (a < 0).any() or e.sum() <= 0 or a.sum() <= 0:
+        raise ValueError("PSI needs non-negative shares that do not sum to zero")
+    e, a = np.maximum(e / e.sum(), floor), np.maximum(a / a.sum(), floor)
+    return float(np.sum((a - e) * np.log(a / e)))
+
+
+def psi_level(value: float, chance: float = 0.0) -> str:
+    """``ok`` / ``warning`` (0.10-0.25) / ``alert`` (> 0.25, and ``chance`` below :data:`PSI_CHANCE`: a PSI
+    above 0.25 that a window this small often shows by chance is a warning); ``none`` for NaN (no data)."""
+    if math.isnan(value):
+        return "none"
+    if value > PSI_ALERT:
+        return "alert" if not chance >= PSI_CHANCE else "warning"
+    return "warning" if value >= PSI_WARNING else "ok"
+
+
+def feature_psi(reference: FeatureReference, values: ArrayLike) -> float:
+    """PSI of a window's values of one feature in the reference's quantile bins; NaN without finite values."""
+    v = np.asarray(values, np.float64)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return math.nan
+    return psi(reference.expected, bin_counts(v, reference.edges))
+
+
+def psi_chance(value: float, n_window: int, n_reference: int, n_bins: int) -> float:
+    """The chance of a PSI at least ``value`` between two samples of one distribution (p-value), by the
+    chi-square approximation: for close distributions PSI is the Pearson statistic over the effective sample
+    size, ``PSI * n m / (n + m) ~ chi2(bins - 1)``.
+
+    The brief's 0.25 rule assumes large windows: on 60 images in 4 bins, PSI > 0.25 happens by chance in about
+    one test in 1,500, and a monitor runs one test per feature, clinic and window. The monitor alerts when PSI
+    exceeds 0.25 *and* this chance is below :data:`PSI_CHANCE` (a real shift, a new dermoscope, gives PSI of 1-3
+    and a chance of 1e-20).
+    """
+    from scipy import stats
+
+    if math.isnan(value) or n_window < 1 or n_reference < 1 or n_bins < 2:
+        return math.nan
+    effective = n_window * n_reference / (n_window + n_reference)
+    return float(stats.chi2.sf(value * effective, n_bins - 1))
+
+
+def out_of_range_share(reference: FeatureReference, values: ArrayLike) -> float:
+    """Share of a window's values outside the training 0.5-99.5 percentile range (the per-image quality flag)."""
+    v = np.asarray(values, np.float64)
+    v = v[np.isfinite(v)]
+    return float(np.mean((v < reference.low) | (v > reference.high))) if v.size else math.nan
+
+
+@dataclass(frozen=True)
+class RateDrift:
+    """The melanoma-flag rate of a window against the reference.
+
+    Attributes:
+        rate: the window's flag rate.
+        reference: the reference flag rate (held-out images).
+        n: predictions in the window.
+        sd: standard deviation of the difference (see :func:`flag_rate_sd`).
+        z: ``(rate - reference) / sd``.
+        alert: ``|z| > 2``.
+    """
+
+    rate: float
+    reference: float
+    n: int
+    sd: float
+    z: float
+    alert: bool
+
+
+def flag_rate_sd(reference: float, n: int, n_reference: int | None = None) -> float:
+    """Standard deviation of a window's flag rate under the reference rate ``p``: ``sqrt(p (1 - p) / n)``, the
+    binomial SD at the window's own size.
+
+    With ``n_reference`` the reference's own sampling variance ``p (1 - p) / n_reference`` is added (the SD of
+    the difference of two independent rates): a reference measured on a few hundred held-out images is
+    itself uncertain, and ignoring that raises false alarms on every window. ``p`` is kept inside
+    ``[0.5 / n_reference, 1 - 0.5 / n_reference]`` so a reference that flagged nothing still has a spread.
+    """
+    if n < 1:
+        raise ValueError(f"a flag rate needs a window of at least 1 prediction, got n={n}")
+    p = float(reference)
+    if n_reference:
+        p = min(max(p, 0.5 / n_reference), 1 - 0.5 / n_reference)
+    var = p * (1 - p) / n + (p * (1 - p) / n_reference if n_reference else 0.0)
+    return math.sqrt(var)
+
+
+def flag_rate_drift(
+    flags: ArrayLike, reference: float, n_reference: int | None = None, sds: float = FLAG_RATE_SDS
+) -> RateDrift:
+    """The window's flag rate against the reference rate (alert beyond ``sds`` standard deviations)."""
+    f = np.asarray(flags, bool)
+    n = int(f.size)
+    rate = float(f.mean())
+    sd = flag_rate_sd(reference, n, n_reference)
+    z = (rate - reference) / sd if sd > 0 else (0.0 if rate == reference else math.inf)
+    return RateDrift(rate, float(reference), n, sd, float(z), bool(abs(z) > sds))
+
+
+def class_mix_psi(reference_mix: dict[str, float], primary: ArrayLike) -> float:
+    """PSI of the window's predicted class mix against the reference's, over the reference's classes."""
+    classes = list(reference_mix)
+    p = np.asarray(primary)
+    counts = np.array([(p == c).sum() for c in classes], np.float64)
+    return psi([reference_mix[c] for c in classes], counts) if counts.sum() else math.nan
+
+
+def disagreement_rate(predicted: ArrayLike, confirmed: ArrayLike) -> float:
+    """Share of confirmed cases whose label differs from the model's primary class (NaN without any).
+
+    ``confirmed`` holds outcome codes: a class code, or ``OTHER`` (a diagnosis outside the seven classes, which
+    disagrees with every prediction but a non-melanoma one is counted as agreeing: for screening, "other" means
+    "not melanoma", and the model cannot name it).
+    """
+    pred, conf = np.asarray(predicted), np.asarray(confirmed)
+    if conf.size == 0:
+        return math.nan
+    other = conf == "OTHER"
+    disagree = np.where(other, pred == "MEL", pred != conf)
+    return float(disagree.mean())
+
+
+__all__ = [
+    "FLAG_RATE_SDS",
+    "MAX_DISAGREEMENT",
+    "PSI_ALERT",
+    "PSI_CHANCE",
+    "PSI_WARNING",
+    "RateDrift",
+    "class_mix_psi",
+    "disagreement_rate",
+    "feature_psi",
+    "flag_rate_drift",
+    "flag_rate_sd",
+    "out_of_range_share",
+    "psi",
+    "psi_chance",
+    "psi_level",
+]
