@@ -15,6 +15,8 @@ def test_demo_writes_summary_and_index(tmp_path: Path) -> None:
         image_size=32,
         epochs=1,
         lower_ci=False,
+        monitor_days=4,
+        monitor_per_day=60,
         variants=("cnn_ce", "cnn_focal_sqrt"),
         extra={"batch_size": 32, "precision": "32-true"},
     )
@@ -72,3 +74,13 @@ def test_demo_writes_summary_and_index(tmp_path: Path) -> None:
     }
     assert service["response"]["prediction_id"] and service["response"]["diagnosis"]["primary"]
     assert "The clinical service (brief section 4.2)" in page
+    # the operator's half: monitoring on simulated traffic, the gates and the registry, a shadow A/B decision,
+    # the labelling ranking and the cost table, each linked from the page
+    ops = saved["operations"]
+    for scenario in ("steady", "new-device"):
+        assert (tmp_path / "demo" / "monitoring" / scenario / "monitor.html").exists()
+        assert f"monitoring/{scenario}/monitor.html" in page
+    assert "melanoma sensitivity" in ops["lifecycle"]["gate_table"] and ops["lifecycle"]["registered"]["version"]
+    assert ops["lifecycle"]["abtest"]["verdict"] in ("promote", "keep champion", "continue")
+    assert ops["labelling"]["top"] and ops["labelling"]["cost_total"] == 136_815
+    assert "Promotion gates" in page and "active-learning/cost/cost.html" in page

@@ -53,6 +53,8 @@ class DemoConfig:
     lower_ci: bool = True
     variants: tuple[str, ...] = ("cnn_ce", "cnn_focal_inverse", "cnn_focal_sqrt", "vit_focal_sqrt")
     audit: bool = True
+    monitor_days: int = 14
+    monitor_per_day: int = 150
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -71,6 +73,8 @@ QUICK: dict[str, Any] = {
     "image_size": 32,
     "epochs": 1,
     "lower_ci": False,
+    "monitor_days": 6,
+    "monitor_per_day": 60,
     "extra": {"batch_size": 32},
 }
 
@@ -173,7 +177,7 @@ def run_demo(out_dir: str | Path, cfg: DemoConfig | None = None, echo: Callable[
     summary["winner"] = winner
     echo(f"\nproduction candidate (best validation specificity at the locked threshold): {winner}")
     if cfg.audit:
-        _audit(out, winner, evals, index, steps, summary)
+        _audit(out, winner, evals, index, steps, summary, cfg)
     summary["timings_s"] = steps.timings
     summary["total_s"] = round(time.perf_counter() - start, 1)
     _io.write_json(out / "summary.json", summary)
@@ -182,7 +186,9 @@ def run_demo(out_dir: str | Path, cfg: DemoConfig | None = None, echo: Callable[
     return summary
 
 
-def _audit(out: Path, winner: str, evals: dict[str, Path], index: Any, steps: _Steps, summary: dict) -> None:
+def _audit(
+    out: Path, winner: str, evals: dict[str, Path], index: Any, steps: _Steps, summary: dict, cfg: DemoConfig
+) -> None:
     """Heat maps, error analysis and fairness audit of the winner, then its bundle: export, predict, benchmark."""
     from dermascan.evaluation.evaluate import audit_errors, audit_fairness
 
@@ -201,6 +207,32 @@ def _audit(out: Path, winner: str, evals: dict[str, Path], index: Any, steps: _S
         "fairness audit", lambda: audit_fairness(out / "runs" / winner, out / "fairness", index=index, progress=False)
     )
     summary["deployment"] = _deployment(out, winner, evals[winner], steps)
+    summary["operations"] = _operations(out, winner, evals[winner], steps, cfg)
+
+
+def _operations(out: Path, winner: str, eval_dir: Path, steps: _Steps, cfg: DemoConfig) -> dict[str, Any]:
+    """What the operator and the clinic's purse see: monitoring on simulated traffic (steady, a new dermoscope),
+    the promotion gates and the registry, a shadow A/B decision, the labelling ranking and the cost table."""
+    from dermascan.active_learning.demo import demo_step as labelling
+    from dermascan.lifecycle.demo import demo_step as lifecycle
+    from dermascan.monitoring.demo import demo_step as monitoring
+
+    bundle, run_dir = out / "bundle", out / "runs" / winner
+    change = max(2, cfg.monitor_days // 2 + 1)
+    return {
+        "monitoring": steps.run(
+            "monitoring: steady and new-device traffic",
+            lambda: monitoring(out / "monitoring", bundle, cfg.monitor_days, cfg.monitor_per_day, change),
+        ),
+        "lifecycle": steps.run(
+            "gates, registry, shadow A/B",
+            lambda: lifecycle(out, run_dir, eval_dir, bundle, out / "bench.json", out / "fairness"),
+        ),
+        "labelling": steps.run(
+            "active learning ranking and the cost table",
+            lambda: labelling(out / "active-learning", run_dir, bench=out / "bench.json"),
+        ),
+    }
 
 
 def _deployment(out: Path, winner: str, eval_dir: Path, steps: _Steps) -> dict[str, Any]:
@@ -496,6 +528,37 @@ def _deployment_html(out: Path, dep: dict[str, Any] | None) -> str:
     )
 
 
+def _operations_html(ops: dict[str, Any]) -> str:
+    from dermascan.active_learning.demo import demo_html
+
+    lc = ops["lifecycle"]
+    ab = lc["abtest"]
+    oc = lc["operating_characteristics"]
+    return (
+        "<h3>Monitoring (simulated traffic through the bundle)</h3>"
+        + ops["monitoring"]["html"]
+        + "<h3>Promotion gates (brief section 4.7) and the registry</h3><pre>"
+        + html_escape(lc["gate_table"])
+        + "</pre>"
+        + _html.paragraph(
+            f"Registered as {lc['registered']['name']} version {lc['registered']['version']}"
+            + (f", alias {lc['registered']['alias']}" if lc["registered"]["alias"] else ", no alias (a gate failed)")
+            + f"; data fingerprint {lc['registered']['data_fingerprint']}."
+        )
+        + "<h3>Shadow A/B decision on a simulated week</h3>"
+        + _html.paragraph(
+            f"Verdict: {ab['verdict']} ({'; '.join(ab['reasons'])}). The rule's operating characteristics over "
+            f"20,000 simulated periods of 500 melanomas: "
+            + ", ".join(f"{k.replace('_', ' ')} {v['value']:.1%} ({v['lo']:.1%}–{v['hi']:.1%})" for k, v in oc.items())
+            + '. <a href="lifecycle/abtest/abtest.html">A/B report</a>.'
+        )
+        + "<h3>What to label next, and what it costs</h3>"
+        + demo_html(ops["labelling"]).replace(
+            "cost/cost.html", '<a href="active-learning/cost/cost.html">cost table</a>'
+        )
+    )
+
+
 def _service_html(service: dict[str, Any] | None) -> str:
     if not service:
         return ""
@@ -587,6 +650,8 @@ def _write_index(out: Path, summary: dict[str, Any], evals: dict[str, Path]) -> 
             ),
             sec("Deployment", _deployment_html(out, summary.get("deployment"))),
         ]
+    if "operations" in summary:
+        sections.append(sec("Operations", _operations_html(summary["operations"])))
     sections.append(sec("Timings", h.table(["step", "seconds"], list(summary["timings_s"].items()))))
     return _html.write_page(
         out / "index.html",

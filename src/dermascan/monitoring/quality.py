@@ -27,16 +27,18 @@ from numpy.typing import ArrayLike
 from dermascan.evaluation._validate import UndefinedMetricWarning
 from dermascan.evaluation.intervals import Estimate, binary_rates, bootstrap_ci
 from dermascan.evaluation.metrics import roc_auc_score
+from dermascan.store.feedback import CONFIRMING
 
 SENSITIVITY_ALERT = 0.88
 MIN_MELANOMAS = 20
 NOT_ENOUGH = "not enough confirmed melanomas"
-#: Outcome codes that are not a diagnosis: a lesion sent for biopsy that was never examined.
-_NOT_A_LABEL = {"NOBIOPSY"}
 
 
 def confirmed_labels(feedback: pd.DataFrame, as_of: pd.Timestamp | None = None) -> pd.DataFrame:
     """The confirmed label of each prediction as known at ``as_of`` (all feedback when ``None``).
+
+    The rule of :func:`dermascan.store.feedback.confirmed_labels` (histopathology first, the latest of each kind,
+    labels of :data:`~dermascan.store.feedback.CONFIRMING`), on feedback already read for many windows at once.
 
     Args:
         feedback: rows with ``prediction_id``, ``created_at``, ``clinician_label``, ``histopathology_label``
@@ -51,7 +53,7 @@ def confirmed_labels(feedback: pd.DataFrame, as_of: pd.Timestamp | None = None) 
     f = f.sort_values(["created_at"], kind="stable")
     out = []
     for source, column in (("histopathology", "histopathology_label"), ("clinician", "clinician_label")):
-        known = f[f[column].notna() & ~f[column].isin(_NOT_A_LABEL)]
+        known = f[f[column].isin(CONFIRMING)]  # the store's one rule of what confirms a case
         latest = known.groupby("prediction_id", sort=False)[column].last()
         out.append(pd.DataFrame({"prediction_id": latest.index, "label": latest.to_numpy(), "source": source}))
     both = pd.concat(out, ignore_index=True)
