@@ -70,6 +70,8 @@ class SimulationConfig:
         label_cost: dollars per biopsy-confirmed label (the brief: $85).
         seed: seeds the split and, with the repeat number, everything else.
         keep_runs: keep every round's run folder under ``out/work`` (they hold 2 checkpoints each).
+        extra_train: further :class:`~dermascan.training.config.TrainConfig` fields for every round (they win
+            over the ones set here, e.g. ``{"precision": "32-true"}``).
     """
 
     data: str
@@ -273,22 +275,22 @@ def _train_round(
     )
     write_splits(splits, out / SPLITS_FILE)
     finetune = init is not None
-    cfg = TrainConfig(
-        data=config.data,
-        out=str(out),
-        arch=config.arch,
-        weights=str(init / BEST_CHECKPOINT) if finetune else "none",
-        image_size=config.image_size,
-        epochs=epochs,
-        patience=epochs,
-        batch_size=config.batch_size,
-        lr=config.lr * (config.finetune_lr_scale if finetune else 1.0),
-        warmup_epochs=0.0 if finetune else 1.0,
-        target_sensitivity=config.target_sensitivity,
-        seed=config.seed * 1000 + repeat,
-        num_workers=0,
-        **config.extra_train,
-    )
+    settings = {
+        "data": config.data,
+        "out": str(out),
+        "arch": config.arch,
+        "weights": str(init / BEST_CHECKPOINT) if finetune else "none",
+        "image_size": config.image_size,
+        "epochs": epochs,
+        "patience": epochs,
+        "batch_size": config.batch_size,
+        "lr": config.lr * (config.finetune_lr_scale if finetune else 1.0),
+        "warmup_epochs": 0.0 if finetune else 1.0,
+        "target_sensitivity": config.target_sensitivity,
+        "seed": config.seed * 1000 + repeat,
+        "num_workers": 0,
+    }
+    cfg = TrainConfig.from_dict({**settings, **config.extra_train})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UndefinedMetricWarning)  # a small labelled set may miss a rare class
         warnings.filterwarnings("ignore", message="no training samples for class")
