@@ -26,10 +26,12 @@ def estimate(points: pd.DataFrame, default: SimulationConfig) -> dict[str, float
     seed_s = float(points.loc[points["round"] == 0, "seconds"].median())
     first = points[points["round"] == 1]
     labels_first = float(first["labels"].iloc[0])
-    total = 0.0
-    for _strategy, rows in first.groupby("strategy"):
-        per_label = float(rows["seconds"].median()) / labels_first
-        total += sum(per_label * (default.seed_labels + k * default.round_size) for k in range(1, default.rounds + 1))
+    # Seconds per labelled image of a round, per measured strategy; strategies not measured cost their mean.
+    per_label = first.groupby("strategy")["seconds"].median() / labels_first
+    measured = {k: float(v) for k, v in per_label.items()}
+    rate = [measured.get(name, float(per_label.mean())) for name in default.strategies]
+    labels = sum(default.seed_labels + k * default.round_size for k in range(1, default.rounds + 1))
+    total = sum(r * labels for r in rate)
     return {"seed_s": seed_s, "rounds_s": total, "total_s": default.repeats * (seed_s + total)}
 
 

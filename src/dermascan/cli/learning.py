@@ -61,6 +61,7 @@ def simulate(
     image_size: Annotated[int, typer.Option(help="Network input side in pixels.")] = 32,
     seed_epochs: Annotated[int, typer.Option(help="Epochs of the seed model.")] = 8,
     round_epochs: Annotated[int, typer.Option(help="Fine-tuning epochs per round.")] = 2,
+    finetune_lr_scale: Annotated[float, typer.Option(help="Fine-tuning learning rate, times the seed model's.")] = 0.1,
     label_cost: Annotated[float, typer.Option(help="Dollars per biopsy-confirmed label.")] = 85.0,
     seed: Annotated[int, typer.Option(help="Seeds the split and every repeat.")] = 0,
 ) -> None:
@@ -73,6 +74,7 @@ def simulate(
     config = SimulationConfig(
         data=str(data), out=str(out), seed_labels=seed_labels, round_size=round_size, rounds=rounds,
         repeats=repeats, arch=arch, image_size=image_size, seed_epochs=seed_epochs, round_epochs=round_epochs,
+        finetune_lr_scale=finetune_lr_scale,
         label_cost=label_cost, seed=seed, **chosen,
     )  # fmt: skip
     summary = run_simulation(config)
