@@ -52,7 +52,7 @@ ALLOWED: dict[str, set[str]] = {
     | {"decision", "data", "models", "training", "runs", "inference", "evaluation", "store", "cost"},
     "cost": BASE,  # reads the simulation's and the benchmark's JSON files, never their code
     # lifecycle sits on top of training, evaluation, export and the store (DESIGN.md); it never reaches into serving
-    "lifecycle": BASE | {"data", "runs", "training", "evaluation", "inference", "export", "store"},
+    "lifecycle": BASE | {"data", "runs", "training", "evaluation", "inference", "export", "store", "monitoring"},
 }
 
 

@@ -103,7 +103,21 @@ def _policy(stage_hours: float, min_canary_cases: int):  # type: ignore[no-untyp
     return RolloutPolicy(stage_hours=stage_hours, min_canary_cases=min_canary_cases)
 
 
-def _hook(spec: str | None):  # type: ignore[no-untyped-def]
+MonitorOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--monitor", help="Folder of `dermascan monitor --out`: its drift alerts since the stage began breach."
+    ),
+]
+
+
+def _hook(spec: str | None, monitor: Path | None = None):  # type: ignore[no-untyped-def]
+    if monitor is not None:
+        if spec is not None:
+            raise fail("give --monitor or --drift-check, not both")
+        from dermascan.lifecycle.rollout import monitor_drift_check
+
+        return monitor_drift_check(monitor)
     if spec is None:
         return None
     import importlib
@@ -157,11 +171,12 @@ def rollout_advance(
     stage_hours: StageHoursOpt = 36.0,
     min_canary_cases: MinCasesOpt = 100,
     drift_check: HookOpt = None,
+    monitor: MonitorOpt = None,
 ) -> None:
     """One stage forward if the canary's live figures hold; hold otherwise; roll back at once on a breach."""
     from dermascan.lifecycle.rollout import advance
 
-    result = advance(db, model, who, why, _policy(stage_hours, min_canary_cases), _hook(drift_check))
+    result = advance(db, model, who, why, _policy(stage_hours, min_canary_cases), _hook(drift_check, monitor))
     _echo_rollout(result)
     if result["action"] == "rollback":
         raise typer.Exit(code=1)
@@ -169,12 +184,16 @@ def rollout_advance(
 
 @rollout_app.command("check")
 def rollout_check(
-    db: DbOpt, stage_hours: StageHoursOpt = 36.0, min_canary_cases: MinCasesOpt = 100, drift_check: HookOpt = None
+    db: DbOpt,
+    stage_hours: StageHoursOpt = 36.0,
+    min_canary_cases: MinCasesOpt = 100,
+    drift_check: HookOpt = None,
+    monitor: MonitorOpt = None,
 ) -> None:
     """Watch once (for a scheduler): roll back at once on a breach, else change nothing."""
     from dermascan.lifecycle.rollout import check
 
-    result = check(db, _policy(stage_hours, min_canary_cases), _hook(drift_check))
+    result = check(db, _policy(stage_hours, min_canary_cases), _hook(drift_check, monitor))
     _echo_rollout(result)
     if result["action"] == "rollback":
         raise typer.Exit(code=1)
@@ -190,12 +209,16 @@ def rollout_rollback(db: DbOpt, model: ModelOpt = None, who: WhoOpt = None, why:
 
 @rollout_app.command("status")
 def rollout_status(
-    db: DbOpt, stage_hours: StageHoursOpt = 36.0, min_canary_cases: MinCasesOpt = 100, drift_check: HookOpt = None
+    db: DbOpt,
+    stage_hours: StageHoursOpt = 36.0,
+    min_canary_cases: MinCasesOpt = 100,
+    drift_check: HookOpt = None,
+    monitor: MonitorOpt = None,
 ) -> None:
     """The rollout's state, its live checks and every step (who, why, when)."""
     from dermascan.lifecycle.rollout import status
 
-    _echo_rollout(status(db, _policy(stage_hours, min_canary_cases), _hook(drift_check)))
+    _echo_rollout(status(db, _policy(stage_hours, min_canary_cases), _hook(drift_check, monitor)))
 
 
 registry_app = typer.Typer(help="The MLflow model registry: versions and their champion/challenger aliases.")

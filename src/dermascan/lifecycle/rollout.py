@@ -15,8 +15,10 @@ against the champion's since the rollout began:
 * **error rate**: the service stores answered images only, so a failed answer leaves no row; pass an
   ``error_counts`` hook (``(version, since) -> (errors, requests)``, e.g. from the load balancer's logs) to check it.
   Without one the check is reported as not measured and does not block;
-* **no drift alert**: ``drift_check`` is a hook (``(version, since) -> alert text or None``) for the monitoring
-  part, which is built apart; without one there is no drift check, and the step's evidence says so.
+* **no drift alert**: ``drift_check`` (``(version, since) -> alert text or None``); :func:`monitor_drift_check`
+  reads the report of ``dermascan monitor`` (``--monitor M`` on the commands): any input, embedding or prediction
+  drift alert in a window since the stage began is a breach. Without a check there is none, and the step's
+  evidence says so.
 
 Too few canary answers (``min_canary_cases``) or too little time at the stage (``stage_hours``) hold the rollout;
 a breach of any check rolls it back to the champion at once (share 0), by :func:`advance` and by :func:`check`
@@ -28,8 +30,11 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import getpass
+import json
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -45,6 +50,41 @@ OK, HOLD, BREACH, UNMEASURED = "ok", "hold", "breach", "not measured"
 
 class RolloutError(DermaScanError, ValueError):
     """A rollout command that does not fit the rollout's state (none active, another model), with the fix."""
+
+
+def monitor_drift_check(monitor_dir: str | os.PathLike[str]) -> DriftCheck:
+    """A drift check on the report ``dermascan monitor --out monitor_dir`` wrote: the drift alerts (input, embedding,
+    prediction) of the windows that end after the stage began.
+
+    The report must cover the stage: one that is missing or ends before the stage began raises
+    :class:`RolloutError` (run the monitor first) instead of passing a step it says nothing about.
+    """
+    from dermascan.monitoring.files import DRIFT_ALERTS, JSON_FILE
+
+    path = Path(monitor_dir) / JSON_FILE
+
+    def check(version: str, since: dt.datetime) -> str | None:
+        if not path.is_file():
+            raise RolloutError(
+                f"no monitor report at {path}: run `dermascan monitor --db URL --bundle B --out {monitor_dir}` "
+                "before a rollout step"
+            )
+        report = json.loads(path.read_text())
+        since_utc = since if since.tzinfo else since.replace(tzinfo=dt.UTC)
+        until = dt.datetime.fromisoformat(report["period"]["until"])
+        if (until if until.tzinfo else until.replace(tzinfo=dt.UTC)) <= since_utc:
+            raise RolloutError(
+                f"the monitor report {path} ends at {until:%Y-%m-%d %H:%M}, before this stage began "
+                f"({since_utc:%Y-%m-%d %H:%M}): run `dermascan monitor` again"
+            )
+        hits = []
+        for w in report["windows"]:
+            end = dt.datetime.fromisoformat(w["end"])
+            if (end if end.tzinfo else end.replace(tzinfo=dt.UTC)) > since_utc:
+                hits += [f"{a} in the window from {w['start']}" for a in w["alerts"] if a in DRIFT_ALERTS]
+        return "drift alert(s) since this stage began: " + "; ".join(hits[:5]) if hits else None
+
+    return check
 
 
 @dataclass(frozen=True)
@@ -446,6 +486,7 @@ __all__ = [
     "advance",
     "check",
     "evaluate",
+    "monitor_drift_check",
     "rollback",
     "start",
     "status",
