@@ -45,7 +45,16 @@ ALLOWED: dict[str, set[str]] = {
     # monitoring reads the store and the pure metrics and intervals; its simulation renders synthetic images
     # and answers them through the Predictor
     "monitoring": BASE
-    | {"decision", "store", "inference", "data", "evaluation.metrics", "evaluation.intervals", "evaluation._validate"},
+    | {
+        "decision",
+        "store",
+        "inference",
+        "data",
+        "evaluation.metrics",
+        "evaluation.intervals",
+        "evaluation.bootstrap",
+        "evaluation._validate",
+    },
     # active learning trains and evaluates rounds, scores through the Predictor, reads the store's pool; its demo
     # step writes the cost table
     "active_learning": BASE

@@ -13,6 +13,7 @@ from scipy.stats import binomtest
 from sklearn import calibration as skcal
 from sklearn import metrics as sk
 
+from dermascan.evaluation import bootstrap as BS
 from dermascan.evaluation import intervals as CI
 from dermascan.evaluation import metrics as M
 from dermascan.evaluation import report as R
@@ -381,16 +382,16 @@ def test_probability_checks_name_the_bad_entry():
 
 def test_bootstrap_ci_contains_point_and_is_reproducible():
     y, s = _binary_scores(0, n=400, decimals=None)
-    a = CI.bootstrap_ci(M.roc_auc_score, y, s, n_boot=300, seed=3)
+    a = BS.bootstrap_ci(M.roc_auc_score, y, s, n_boot=300, seed=3)
     assert a.lo <= a.value <= a.hi
     assert a.n == 400
-    assert CI.bootstrap_ci(M.roc_auc_score, y, s, n_boot=300, seed=3) == a
-    assert CI.bootstrap_ci(M.roc_auc_score, y, s, n_boot=300, seed=4) != a
+    assert BS.bootstrap_ci(M.roc_auc_score, y, s, n_boot=300, seed=3) == a
+    assert BS.bootstrap_ci(M.roc_auc_score, y, s, n_boot=300, seed=4) != a
 
 
 def test_bootstrap_ci_narrows_with_more_data():
-    small = CI.bootstrap_ci(M.roc_auc_score, *_binary_scores(0, n=150, decimals=None), n_boot=300)
-    large = CI.bootstrap_ci(M.roc_auc_score, *_binary_scores(0, n=2000, decimals=None), n_boot=300)
+    small = BS.bootstrap_ci(M.roc_auc_score, *_binary_scores(0, n=150, decimals=None), n_boot=300)
+    large = BS.bootstrap_ci(M.roc_auc_score, *_binary_scores(0, n=2000, decimals=None), n_boot=300)
     assert large.hi - large.lo < 0.6 * (small.hi - small.lo)
 
 
@@ -410,8 +411,8 @@ def test_vectorised_bootstrap_equals_the_loop(metric):
         y, x = _multiclass(1, n=150)
     else:
         y, x = _binary_scores(1, n=150, decimals=2)
-    fast = CI.bootstrap_ci(metric, y, x, n_boot=200, seed=7)
-    slow = CI.bootstrap_ci(lambda a, b: metric(a, b), y, x, n_boot=200, seed=7)  # a lambda is never batched
+    fast = BS.bootstrap_ci(metric, y, x, n_boot=200, seed=7)
+    slow = BS.bootstrap_ci(lambda a, b: metric(a, b), y, x, n_boot=200, seed=7)  # a lambda is never batched
     assert fast.value == slow.value
     assert fast.lo == pytest.approx(slow.lo, abs=1e-12)
     assert fast.hi == pytest.approx(slow.hi, abs=1e-12)
@@ -425,7 +426,7 @@ def test_stratified_bootstrap_keeps_the_positive_count():
         seen.append(int(np.sum(y_b)))
         return float(np.mean(s_b))
 
-    CI.bootstrap_ci(spy, y, s, n_boot=20)
+    BS.bootstrap_ci(spy, y, s, n_boot=20)
     assert set(seen) == {int(y.sum())}
 
 
@@ -433,14 +434,14 @@ def test_unstratified_bootstrap_skips_undefined_resamples_with_one_warning():
     y = np.array([1, 0, 0, 0, 0, 0, 0, 0, 0, 0])
     s = np.linspace(1, 0, 10)
     with pytest.warns(UndefinedMetricWarning, match="undefined in .* of 200 resamples") as record:
-        est = CI.bootstrap_ci(M.roc_auc_score, y, s, n_boot=200, stratified=False)
+        est = BS.bootstrap_ci(M.roc_auc_score, y, s, n_boot=200, stratified=False)
     assert len(record) == 1
     assert est.value == 1.0 and est.hi == 1.0
 
 
 def test_bootstrap_of_an_undefined_metric_is_nan():
     with pytest.warns(UndefinedMetricWarning):
-        est = CI.bootstrap_ci(M.roc_auc_score, [0, 0, 0], [0.1, 0.2, 0.3])
+        est = BS.bootstrap_ci(M.roc_auc_score, [0, 0, 0], [0.1, 0.2, 0.3])
     assert all(math.isnan(v) for v in (est.value, est.lo, est.hi))
 
 
@@ -448,13 +449,13 @@ def test_bootstrap_is_fast_enough_for_reports():
     # Correctness of the fast path is tested above; here only that 1000 x 2000 runs (timings belong in
     # benchmarks/, so no wall-clock assertion).
     y, s = _binary_scores(0, n=2000, decimals=None)
-    est = CI.bootstrap_ci(M.roc_auc_score, y, s, n_boot=1000)
+    est = BS.bootstrap_ci(M.roc_auc_score, y, s, n_boot=1000)
     assert est.lo < est.value < est.hi
 
 
 def test_per_class_f1_ci():
     y_true, y_pred = _multiclass(0, n=300)
-    estimates = CI.per_class_f1_ci(y_true, y_pred, n_boot=200)
+    estimates = BS.per_class_f1_ci(y_true, y_pred, n_boot=200)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UndefinedMetricWarning)
         f1 = M.per_class_precision_recall_f1(y_true, y_pred)["f1"]

@@ -5,7 +5,7 @@ strategy, the labels it needs to reach that figure, and stay at it, are read off
 (linear interpolation between rounds; "not reached" when its last point is below). The saving
 is the budget minus those labels, in labels and in dollars, and as a share of the labels acquired after the
 seed (what the brief's 1,000 new labels a month are). The interval is a percentile bootstrap over repeats
-(:func:`dermascan.evaluation.intervals.bootstrap_ci`): each resample redraws whole repeats, random's and the
+(:func:`dermascan.evaluation.bootstrap.bootstrap_ci`): each resample redraws whole repeats, random's and the
 strategy's together, and recomputes both the yardstick and the crossing. With 3 repeats there are only 10
 distinct resamples, so the interval is coarse: it shows the spread of repeats, not a precise 95% bound.
 """
@@ -21,7 +21,7 @@ import pandas as pd
 
 from dermascan import _html, _io
 from dermascan.evaluation._json import jsonable
-from dermascan.evaluation.intervals import bootstrap_ci
+from dermascan.evaluation.bootstrap import bootstrap_ci
 from dermascan.evaluation.plots import _new_figure, _save
 
 REPORT_JSON = "simulation.json"

@@ -81,6 +81,7 @@ from dermascan import _io
 from dermascan.decision import CRITERIA, decide
 from dermascan.evaluation._json import jsonable
 from dermascan.evaluation._validate import UndefinedMetricWarning, check_predictions, check_target
+from dermascan.evaluation.bootstrap import bootstrap_ci
 from dermascan.evaluation.fairness_report import plot_attribute, summary, upper_first, write_html
 from dermascan.evaluation.fairness_stats import (
     AGE_GROUPS,
@@ -95,7 +96,7 @@ from dermascan.evaluation.fairness_stats import (
     melanoma_arrays,
     present_attributes,
 )
-from dermascan.evaluation.intervals import binary_rates, bootstrap_ci, wilson_interval
+from dermascan.evaluation.intervals import binary_rates, wilson_interval
 from dermascan.evaluation.metrics import roc_auc_score
 from dermascan.evaluation.operating_point import choose_threshold
 from dermascan.taxonomy import CLASSES

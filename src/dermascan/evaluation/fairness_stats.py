@@ -23,7 +23,8 @@ import pandas as pd
 from numpy.typing import ArrayLike
 from scipy import stats
 
-from dermascan.evaluation.intervals import Estimate, bootstrap_ci, group_rates
+from dermascan.evaluation.bootstrap import bootstrap_ci
+from dermascan.evaluation.intervals import Estimate, group_rates
 from dermascan.evaluation.metrics import roc_auc_score
 from dermascan.taxonomy import CLASSES, MELANOMA_INDEX
 

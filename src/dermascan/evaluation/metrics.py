@@ -135,7 +135,7 @@ def confusion_matrix(
 def f1_from_counts(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> np.ndarray:
     """``2TP / (2TP + FP + FN)`` elementwise (NaN where nothing is present or predicted).
 
-    The F1 of (weighted) counts: the bootstrap of :func:`~dermascan.evaluation.intervals.per_class_f1_ci`
+    The F1 of (weighted) counts: the bootstrap of :func:`~dermascan.evaluation.bootstrap.per_class_f1_ci`
     evaluates it on whole batches of resampled counts, which scikit-learn cannot.
     """
     denominator = 2 * tp + fp + fn

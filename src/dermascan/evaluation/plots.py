@@ -19,7 +19,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from numpy.typing import ArrayLike
 
-from dermascan.evaluation.intervals import per_class_f1_ci
+from dermascan.evaluation.bootstrap import per_class_f1_ci
 from dermascan.evaluation.metrics import (
     binary_expected_calibration_error,
     confusion_matrix,

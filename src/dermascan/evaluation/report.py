@@ -12,7 +12,8 @@ from numpy.typing import ArrayLike
 from dermascan.decision import decide
 from dermascan.evaluation._json import jsonable
 from dermascan.evaluation._validate import check_labels, check_probs, check_same_length
-from dermascan.evaluation.intervals import binary_rates, bootstrap_ci, wilson_estimate
+from dermascan.evaluation.bootstrap import bootstrap_ci
+from dermascan.evaluation.intervals import binary_rates, wilson_estimate
 from dermascan.evaluation.metrics import (
     balanced_accuracy_score,
     binary_expected_calibration_error,

@@ -25,7 +25,8 @@ import pandas as pd
 from numpy.typing import ArrayLike
 
 from dermascan.evaluation._validate import UndefinedMetricWarning
-from dermascan.evaluation.intervals import Estimate, binary_rates, bootstrap_ci
+from dermascan.evaluation.bootstrap import bootstrap_ci
+from dermascan.evaluation.intervals import Estimate, binary_rates
 from dermascan.evaluation.metrics import roc_auc_score
 from dermascan.store.feedback import CONFIRMING
 
