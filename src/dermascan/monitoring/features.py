@@ -62,7 +62,9 @@ def image_features(rgb: Image.Image) -> dict[str, float]:
         size = (max(1, round(w * scale)), max(1, round(h * scale)))
         small = small.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
     x = np.asarray(small, dtype=np.float32) / 255.0  # (h', w', 3)
-    luma = x @ _LUMA  # (h', w')
+    # Weighted sum, not `x @ _LUMA`: a matrix product wakes OpenBLAS's threads, which then spin on the cores the
+    # model's next forward pass needs (measured: the service's inference took ~2x the Predictor's own).
+    luma = x[..., 0] * _LUMA[0] + x[..., 1] * _LUMA[1] + x[..., 2] * _LUMA[2]  # (h', w')
     means = x.reshape(-1, 3).mean(axis=0)  # (3,)
     grey = float(means.mean())
     return {
