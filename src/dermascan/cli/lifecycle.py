@@ -129,6 +129,13 @@ def _hook(spec: str | None, monitor: Path | None = None):  # type: ignore[no-unt
         raise fail(f"--drift-check {spec!r}: cannot import it ({e}); give module:function") from e
 
 
+def _finish(result: dict) -> None:  # type: ignore[type-arg]
+    """Print the step; a rollback exits 1, so a scheduler sees the breach."""
+    _echo_rollout(result)
+    if result["action"] == "rollback":
+        raise typer.Exit(code=1)
+
+
 def _echo_rollout(result: dict) -> None:  # type: ignore[type-arg]
     import json
 
@@ -176,10 +183,7 @@ def rollout_advance(
     """One stage forward if the canary's live figures hold; hold otherwise; roll back at once on a breach."""
     from dermascan.lifecycle.rollout import advance
 
-    result = advance(db, model, who, why, _policy(stage_hours, min_canary_cases), _hook(drift_check, monitor))
-    _echo_rollout(result)
-    if result["action"] == "rollback":
-        raise typer.Exit(code=1)
+    _finish(advance(db, model, who, why, _policy(stage_hours, min_canary_cases), _hook(drift_check, monitor)))
 
 
 @rollout_app.command("check")
@@ -193,10 +197,7 @@ def rollout_check(
     """Watch once (for a scheduler): roll back at once on a breach, else change nothing."""
     from dermascan.lifecycle.rollout import check
 
-    result = check(db, _policy(stage_hours, min_canary_cases), _hook(drift_check, monitor))
-    _echo_rollout(result)
-    if result["action"] == "rollback":
-        raise typer.Exit(code=1)
+    _finish(check(db, _policy(stage_hours, min_canary_cases), _hook(drift_check, monitor)))
 
 
 @rollout_app.command("rollback")
