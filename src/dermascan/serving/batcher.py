@@ -65,7 +65,7 @@ class MicroBatcher:
         executor: Any = None,
         metrics: ServiceMetrics | None = None,
         max_batch: int = 8,
-        max_wait_ms: float = 5.0,
+        max_wait_ms: float = 0.0,
         max_queue: int = 64,
         timeout_s: float = 30.0,
         retry_after_s: float = 1.0,

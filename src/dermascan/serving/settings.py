@@ -54,7 +54,13 @@ class ServeSettings(BaseSettings):
     inference_threads: int = Field(1, ge=1, description="Threads that run the model (the inference executor).")
     batch_max_size: int = Field(8, ge=1, description="Micro-batcher: most images in one inference call (1: off).")
     batch_max_wait_ms: float = Field(
-        5.0, ge=0, le=1000, description="Micro-batcher: longest a batch waits for more requests after its first, ms."
+        0.0,
+        ge=0,
+        le=1000,
+        description=(
+            "Micro-batcher: longest a batch waits for more requests after its first, ms (0: it takes what queued "
+            "while the previous batch ran, which adds nothing at low load)"
+        ),
     )
     queue_size: int = Field(64, ge=1, description="Requests that may wait for the model; one more answers 503.")
     request_timeout_s: float = Field(30.0, gt=0, description="A request unanswered this long answers 504.")
