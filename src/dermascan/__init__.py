@@ -10,7 +10,7 @@ import os
 # threads. Set OPENBLAS_NUM_THREADS yourself to override.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from dermascan.taxonomy import CLASSES, MELANOMA_INDEX, NUM_CLASSES  # noqa: E402
+from dermascan.taxonomy import CLASSES, MELANOMA_INDEX, NUM_CLASSES
 
 __version__ = "0.1.0"
 __all__ = ["CLASSES", "MELANOMA_INDEX", "NUM_CLASSES", "__version__"]

@@ -52,7 +52,7 @@ def serve(
         int | None, typer.Option(help="Micro-batcher: most images a call (default 8; 1: off).")
     ] = None,
     batch_max_wait_ms: Annotated[
-        float | None, typer.Option(help="Micro-batcher: longest wait for more requests after the first, ms (default 0).")
+        float | None, typer.Option(help="Micro-batcher: longest wait for more after the first request, ms (default 0).")
     ] = None,
     queue_size: Annotated[
         int | None, typer.Option(help="Requests that may wait; one more is 503 (default 64).")
