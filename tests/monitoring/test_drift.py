@@ -55,6 +55,18 @@ def test_flag_rate_sd_is_the_binomial_sd_at_the_window_size() -> None:
     assert not drift.flag_rate_drift([1] * 27 + [0] * 73, reference=0.2).alert  # z = 1.75
 
 
+def test_the_design_effect_counts_a_lesion_once() -> None:
+    assert drift.design_effect(["a", "b", "c", "d"]) == 1.0  # one image per lesion
+    assert drift.design_effect(["a", "a", "b", None]) == pytest.approx((4 + 1 + 1) / 4)  # sum m^2 / n
+    assert drift.design_effect([None, None]) == 1.0  # no lesion ids: independent images
+    # 100 images in 50 lesions of 2: the SD of the rate is sqrt(2) times the independent one
+    clustered = drift.flag_rate_drift([1] * 30 + [0] * 70, reference=0.2, clusters=[i // 2 for i in range(100)])
+    assert clustered.design_effect == 2.0 and clustered.sd == pytest.approx(0.04 * math.sqrt(2))
+    assert clustered.z == pytest.approx(2.5 / math.sqrt(2)) and not clustered.alert  # 30 of 100, 15 of 50 lesions
+    with pytest.raises(ValueError, match="design effect"):
+        drift.flag_rate_sd(0.2, 100, design_effect=0.5)
+
+
 def test_disagreement_counts_other_as_not_melanoma() -> None:
     assert drift.disagreement_rate(["MEL", "NV", "NV", "BCC"], ["MEL", "OTHER", "MEL", "NV"]) == 0.5
     assert math.isnan(drift.disagreement_rate([], []))

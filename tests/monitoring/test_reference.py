@@ -7,8 +7,10 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
+from dermascan.export import split_images
 from dermascan.inference.bundle import BundleError, verify_bundle
 from dermascan.monitoring.features import FEATURES
 from dermascan.monitoring.reference import (
@@ -40,6 +42,16 @@ def test_export_writes_a_checksummed_reference(sim_bundle: Path, tmp_path: Path)
     assert sum(ref.class_mix.values()) == pytest.approx(1.0)
     for f in ref.features.values():
         assert sum(f.expected) == pytest.approx(1.0) and f.low <= f.high
+
+    # the held-out predictions are one per lesion (clustered images vary more than their count says)
+    splits = pd.read_csv(sim_bundle.parent / "run" / "splits.csv")
+    lesions = splits[splits["split"].isin(["val", "test"])]
+    images_per_lesion = len(lesions) / lesions["lesion_id"].nunique()
+    assert images_per_lesion > 1.1  # the synthetic data has lesions of several images, so this can fail
+    test_lesions = splits.loc[splits["split"] == "test", "lesion_id"].nunique()
+    assert ref.n_held_out == (test_lesions if test_lesions >= 300 else lesions["lesion_id"].nunique())
+    once = split_images(sim_bundle.parent / "run", "test", one_per_lesion=True)
+    assert len(once) == test_lesions
 
     tampered = tmp_path / "t"
     shutil.copytree(sim_bundle, tampered)

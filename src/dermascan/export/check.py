@@ -86,8 +86,10 @@ def _parity_device(runtime: str) -> str | None:
     return "cpu" if runtime in ("torch", "torch-compile", "torchscript") else None
 
 
-def split_images(run_dir: Path, split: str = "val") -> list[Path]:
+def split_images(run_dir: Path, split: str = "val", one_per_lesion: bool = False) -> list[Path]:
     """Paths of a run's images of one split (``splits.csv`` + the dataset in ``config.yaml``).
+
+    With ``one_per_lesion``, only the first image of each lesion: a sample of independent cases, as new traffic is.
 
     Raises:
         ValueError: the run has no splits or its dataset cannot be found, with the fix.
@@ -113,7 +115,10 @@ def split_images(run_dir: Path, split: str = "val") -> list[Path]:
     import pandas as pd
 
     splits = pd.read_csv(splits_path, dtype={"image_id": str})
-    ids = splits.loc[splits["split"] == split, "image_id"].tolist()
+    part = splits.loc[splits["split"] == split]
+    if one_per_lesion and "lesion_id" in part:
+        part = part.drop_duplicates("lesion_id")
+    ids = part["image_id"].tolist()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the reader's lesion-id warning concerns training, not parity
         frame = read_dataset(root, metadata=config.metadata or None, verify_images=False).frame

@@ -101,6 +101,7 @@ class RateDrift:
         sd: standard deviation of the difference (see :func:`flag_rate_sd`).
         z: ``(rate - reference) / sd``.
         alert: ``|z| > 2``.
+        design_effect: the window's (1: independent images).
     """
 
     rate: float
@@ -109,11 +110,13 @@ class RateDrift:
     sd: float
     z: float
     alert: bool
+    design_effect: float = 1.0
 
 
-def flag_rate_sd(reference: float, n: int, n_reference: int | None = None) -> float:
-    """Standard deviation of a window's flag rate under the reference rate ``p``: ``sqrt(p (1 - p) / n)``, the
-    binomial SD at the window's own size.
+def flag_rate_sd(reference: float, n: int, n_reference: int | None = None, design_effect: float = 1.0) -> float:
+    """Standard deviation of a window's flag rate under the reference rate ``p``: ``sqrt(deff p (1 - p) / n)``, the
+    binomial SD at the window's own size, widened by the window's design effect ``deff`` (see
+    :func:`design_effect`: several images of one lesion are one case, not several).
 
     With ``n_reference`` the reference's own sampling variance ``p (1 - p) / n_reference`` is added (the SD of
     the difference of two independent rates): a reference measured on a few hundred held-out images is
@@ -122,23 +125,56 @@ def flag_rate_sd(reference: float, n: int, n_reference: int | None = None) -> fl
     """
     if n < 1:
         raise ValueError(f"a flag rate needs a window of at least 1 prediction, got n={n}")
+    if design_effect < 1:
+        raise ValueError(f"a design effect is at least 1, got {design_effect}")
     p = float(reference)
     if n_reference:
         p = min(max(p, 0.5 / n_reference), 1 - 0.5 / n_reference)
-    var = p * (1 - p) / n + (p * (1 - p) / n_reference if n_reference else 0.0)
+    var = design_effect * p * (1 - p) / n + (p * (1 - p) / n_reference if n_reference else 0.0)
     return math.sqrt(var)
 
 
+def design_effect(clusters: ArrayLike) -> float:
+    """``sum(m_c^2) / sum(m_c)`` over the window's clusters (``m_c`` images of lesion ``c``): the factor a clustered
+    sample's variance exceeds an independent one's when the images of a lesion share their answer (as they
+    nearly do: same lesion, same flag). Images without a lesion id (``None``/NaN) are their own cluster. 1 when
+    every lesion has one image.
+
+    Measured on the steady simulation (lesions of 1-3 images, 100 images a day): the daily flag rates varied
+    1.7x the binomial variance, and the design effect was 1.6.
+    """
+    labels = [
+        None if c is None or (isinstance(c, float) and math.isnan(c)) else c for c in np.asarray(clusters, object)
+    ]
+    if not labels:
+        return 1.0
+    _, counts = np.unique(np.array([c for c in labels if c is not None], dtype=object), return_counts=True)
+    singles = sum(c is None for c in labels)
+    return float((np.sum(counts.astype(np.float64) ** 2) + singles) / len(labels))
+
+
+def _missing(label: object) -> bool:
+    return label is None or (isinstance(label, float) and math.isnan(label))
+
+
 def flag_rate_drift(
-    flags: ArrayLike, reference: float, n_reference: int | None = None, sds: float = FLAG_RATE_SDS
+    flags: ArrayLike,
+    reference: float,
+    n_reference: int | None = None,
+    sds: float = FLAG_RATE_SDS,
+    clusters: ArrayLike | None = None,
 ) -> RateDrift:
-    """The window's flag rate against the reference rate (alert beyond ``sds`` standard deviations)."""
+    """The window's flag rate against the reference rate (alert beyond ``sds`` standard deviations).
+
+    ``clusters``: the lesion of each prediction (see :func:`design_effect`); ``None``: every image independent.
+    """
     f = np.asarray(flags, bool)
     n = int(f.size)
     rate = float(f.mean())
-    sd = flag_rate_sd(reference, n, n_reference)
+    deff = design_effect(clusters) if clusters is not None else 1.0
+    sd = flag_rate_sd(reference, n, n_reference, deff)
     z = (rate - reference) / sd if sd > 0 else (0.0 if rate == reference else math.inf)
-    return RateDrift(rate, float(reference), n, sd, float(z), bool(abs(z) > sds))
+    return RateDrift(rate, float(reference), n, sd, float(z), bool(abs(z) > sds), deff)
 
 
 def class_mix_psi(reference_mix: dict[str, float], primary: ArrayLike) -> float:
@@ -172,6 +208,7 @@ __all__ = [
     "PSI_WARNING",
     "RateDrift",
     "class_mix_psi",
+    "design_effect",
     "disagreement_rate",
     "feature_psi",
     "flag_rate_drift",

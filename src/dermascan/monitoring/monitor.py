@@ -139,8 +139,8 @@ def load_frames(
             fb = feedback_repo.of_predictions_between(session, start, until)
     finally:
         engine.dispose()
-    columns = ["id", "created_at", "clinic_id", "model_version", "role", "primary_class", "melanoma_flag",
-               "latency_ms", *(prob_column(c) for c in CLASSES), *FEATURES]  # fmt: skip
+    columns = ["id", "created_at", "clinic_id", "lesion_id", "model_version", "role", "primary_class",
+               "melanoma_flag", "latency_ms", *(prob_column(c) for c in CLASSES), *FEATURES]  # fmt: skip
     preds = pd.DataFrame([{c: getattr(r, c) for c in columns} for r in rows], columns=columns)
     preds["created_at"] = _utc(preds["created_at"])
     for f in FEATURES:  # rows stored before migration 0004 have no sharpness etc.: NaN, left out per feature
@@ -181,8 +181,11 @@ def _drift(w: pd.DataFrame, reference: Reference, cfg: MonitorConfig, seed: int)
     clinics = _clinic_psi(w, reference, cfg)
     pooled = max((e["level"] for e in features.values() if "level" in e), key=_LEVELS.index, default="none")
     level = max([pooled, *(c["level"] for c in clinics.values())], key=_LEVELS.index)
-    rate = drift.flag_rate_drift(flags, reference.flag_rate, reference.n_held_out)
+    lesions = w["lesion_id"].to_numpy(object) if "lesion_id" in w else None
+    rate = drift.flag_rate_drift(flags, reference.flag_rate, reference.n_held_out, clusters=lesions)
     emb = embeddings_of(probs)  # (n, K)
+    if lesions is not None:  # one image per lesion, as the reference: the permutation test assumes independent rows
+        emb = emb[_first_of_each(lesions)]
     if len(emb) > cfg.mmd_sample:
         emb = emb[np.random.default_rng(seed).choice(len(emb), cfg.mmd_sample, replace=False)]
     mmd = mmd_test(reference.embeddings, emb, cfg.permutations, seed)
@@ -201,6 +204,19 @@ def _drift(w: pd.DataFrame, reference: Reference, cfg: MonitorConfig, seed: int)
         "embedding_drift": {"mmd2": _num(mmd.mmd2), "p_value": _num(mmd.p_value), "n": mmd.n_window},
         "estimated": cbpe(w[prob_column("MEL")].to_numpy(), flags).to_dict(),
     }
+
+
+def _first_of_each(lesions: np.ndarray) -> np.ndarray:
+    """Row indices keeping the first image of each lesion (rows without a lesion id are all kept)."""
+    seen: set = set()
+    keep = []
+    for i, c in enumerate(lesions):
+        if pd.isna(c):
+            keep.append(i)
+        elif c not in seen:
+            seen.add(c)
+            keep.append(i)
+    return np.asarray(keep, int)
 
 
 def _clinic_psi(w: pd.DataFrame, reference: Reference, cfg: MonitorConfig) -> dict[str, dict[str, Any]]:

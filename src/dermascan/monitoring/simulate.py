@@ -109,6 +109,7 @@ class _Case:
     image: Image.Image
     truth: str
     at: dt.datetime
+    lesion: str  # lesions of 1-3 images, as the generator lays them out (a clinic photographs some lesions twice)
 
 
 def _jpeg_roundtrip(img: Image.Image) -> Image.Image:
@@ -138,7 +139,8 @@ def _day_cases(cfg: SimulationConfig, day: int, size: int, rng: np.random.Genera
     for clinic, gen, index in plan:
         img, _, meta = render_image(gen, index)
         at = day_start + dt.timedelta(seconds=float(rng.uniform(8 * 3600, 18 * 3600)))  # clinic hours
-        cases.append(_Case(clinic, _jpeg_roundtrip(img), meta["dx"].upper(), at))
+        lesion = f"{gen.seed}-{meta['lesion_id']}"  # the referral generator has its own seed and lesions
+        cases.append(_Case(clinic, _jpeg_roundtrip(img), meta["dx"].upper(), at, lesion))
     return sorted(cases, key=lambda c: c.at)
 
 
@@ -210,6 +212,7 @@ def simulate(
                             created_at=case.at,
                             clinic_id=case.clinic,
                             patient_hash=hasher(f"{case.clinic}-{day}-{j}"),
+                            lesion_id=case.lesion,
                             model_version=version,
                             bundle_digest=digest,
                             **{prob_column(k): float(probs[j, i]) for i, k in enumerate(CLASSES)},
