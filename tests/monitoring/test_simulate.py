@@ -8,12 +8,12 @@ import json
 from pathlib import Path
 
 import pytest
-from tests.monitoring.conftest import TRAINING_PRIORS
 from typer.testing import CliRunner
 
 from dermascan.cli import app
 from dermascan.monitoring.monitor import MonitorConfig
 from dermascan.monitoring.simulate import SimulationConfig, SimulationError, simulate
+from dermascan.testing import MONITOR_PRIORS as TRAINING_PRIORS
 
 pytestmark = pytest.mark.slow
 #: 8 days of 100 images; the change from day 5. Two-day windows: PSI over 10 bins needs a couple of hundred
