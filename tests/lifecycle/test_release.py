@@ -38,6 +38,9 @@ def test_release_stops_at_a_failing_gate_then_registers_when_they_pass(tiny_run:
     )
     passed = runner.invoke(app, [*args, "--out", str(tmp_path / "r2"), "--gates", str(tmp_path / "lenient.yaml")])
     assert passed.exit_code == 0, passed.output
+    manifest = json.loads((tmp_path / "r2" / "bundle" / "manifest.json").read_text())
+    val = sum(1 for line in (run / "splits.csv").read_text().splitlines() if line.endswith(",val"))
+    assert {c["n_images"] for c in manifest["parity"]} == {min(val, 400)}  # every validation image, at most 400
     assert "registered dermascan version 1 as challenger" in passed.output
     challenger = registry.get_version("models:/dermascan@challenger", uri)
     assert challenger.tags["gates"] == "pass"

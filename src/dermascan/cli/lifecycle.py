@@ -317,7 +317,15 @@ def release(
     from dermascan.lifecycle.release import release as run_release
 
     record = run_release(
-        run, out, GateConfig.load(gates), tracking_uri, name, runtime or ["onnxruntime"], repeats, version, True
+        run,
+        out,
+        GateConfig.load(gates),
+        tracking_uri,
+        name,
+        bench_runtimes=runtime or ["onnxruntime"],
+        bench_repeats=repeats,
+        version=version,
+        progress=True,
     )
     for s in record["steps"]:
         typer.echo(f"{'ok  ' if s['ok'] else 'FAIL'} {s['step']}" + (f" ({s['seconds']} s)" if "seconds" in s else ""))

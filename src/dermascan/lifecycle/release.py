@@ -35,6 +35,7 @@ def release(
     bench_runtimes: Sequence[str] = ("onnxruntime",),
     bench_repeats: int = 30,
     version: str | None = None,
+    *,
     max_parity_images: int | None = 400,
     progress: bool = False,
 ) -> dict[str, Any]:
