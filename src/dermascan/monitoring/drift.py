@@ -9,6 +9,7 @@ than 2 standard deviations from the reference; disagreement with confirmed label
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -143,14 +144,12 @@ def design_effect(clusters: ArrayLike) -> float:
     Measured on the steady simulation (lesions of 1-3 images, 100 images a day): the daily flag rates varied
     1.7x the binomial variance, and the design effect was 1.6.
     """
-    labels = [
-        None if c is None or (isinstance(c, float) and math.isnan(c)) else c for c in np.asarray(clusters, object)
-    ]
+    labels = list(np.asarray(clusters, object))
     if not labels:
         return 1.0
-    _, counts = np.unique(np.array([c for c in labels if c is not None], dtype=object), return_counts=True)
-    singles = sum(c is None for c in labels)
-    return float((np.sum(counts.astype(np.float64) ** 2) + singles) / len(labels))
+    counts = Counter(c for c in labels if not _missing(c))
+    singles = len(labels) - sum(counts.values())
+    return float((sum(m * m for m in counts.values()) + singles) / len(labels))
 
 
 def _missing(label: object) -> bool:

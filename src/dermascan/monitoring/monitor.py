@@ -181,11 +181,12 @@ def _drift(w: pd.DataFrame, reference: Reference, cfg: MonitorConfig, seed: int)
     clinics = _clinic_psi(w, reference, cfg)
     pooled = max((e["level"] for e in features.values() if "level" in e), key=_LEVELS.index, default="none")
     level = max([pooled, *(c["level"] for c in clinics.values())], key=_LEVELS.index)
-    lesions = w["lesion_id"].to_numpy(object) if "lesion_id" in w else None
-    rate = drift.flag_rate_drift(flags, reference.flag_rate, reference.n_held_out, clusters=lesions)
-    emb = embeddings_of(probs)  # (n, K)
-    if lesions is not None:  # one image per lesion, as the reference: the permutation test assumes independent rows
-        emb = emb[_first_of_each(lesions)]
+    # frames built without lesion ids (callers of monitor_frames): every image its own lesion
+    lesions = w["lesion_id"] if "lesion_id" in w else pd.Series(None, index=w.index, dtype=object)
+    rate = drift.flag_rate_drift(flags, reference.flag_rate, reference.n_held_out, clusters=lesions.to_numpy(object))
+    # one image per lesion (rows without a lesion id all kept), as the reference: the permutation test assumes
+    # independent rows
+    emb = embeddings_of(probs)[(lesions.isna() | ~lesions.duplicated()).to_numpy()]  # (n', K)
     if len(emb) > cfg.mmd_sample:
         emb = emb[np.random.default_rng(seed).choice(len(emb), cfg.mmd_sample, replace=False)]
     mmd = mmd_test(reference.embeddings, emb, cfg.permutations, seed)
@@ -204,19 +205,6 @@ def _drift(w: pd.DataFrame, reference: Reference, cfg: MonitorConfig, seed: int)
         "embedding_drift": {"mmd2": _num(mmd.mmd2), "p_value": _num(mmd.p_value), "n": mmd.n_window},
         "estimated": cbpe(w[prob_column("MEL")].to_numpy(), flags).to_dict(),
     }
-
-
-def _first_of_each(lesions: np.ndarray) -> np.ndarray:
-    """Row indices keeping the first image of each lesion (rows without a lesion id are all kept)."""
-    seen: set = set()
-    keep = []
-    for i, c in enumerate(lesions):
-        if pd.isna(c):
-            keep.append(i)
-        elif c not in seen:
-            seen.add(c)
-            keep.append(i)
-    return np.asarray(keep, int)
 
 
 def _clinic_psi(w: pd.DataFrame, reference: Reference, cfg: MonitorConfig) -> dict[str, dict[str, Any]]:
