@@ -1,4 +1,5 @@
-"""JSON schema of the brief's response example (section 4.2), with the four fields the issue adds.
+"""JSON schema of the brief's response example (section 4.2), with the four fields the issue adds and the
+media type of the attention map.
 
 Written from the brief's example by hand: every field of the example is required with the type its example
 value has, and nothing else may appear.
@@ -29,6 +30,7 @@ BRIEF_RESPONSE = {
         "risk_band",
         "melanoma_flag",
         "threshold",
+        "attention_map_type",
     ],
     "properties": {
         "diagnosis": {
@@ -56,5 +58,7 @@ BRIEF_RESPONSE = {
         "risk_band": {"enum": ["low", "moderate", "high"]},
         "melanoma_flag": {"type": "boolean"},
         "threshold": {"type": "number", "minimum": 0, "maximum": 1},
+        # the encoding of attention_map (JPEG by default, PNG on request): a client builds data:<type>;base64,...
+        "attention_map_type": {"enum": ["image/jpeg", "image/png"]},
     },
 }

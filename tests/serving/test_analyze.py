@@ -39,7 +39,13 @@ def test_brief_request_gives_brief_response(live: Live) -> None:
     assert out["melanoma_flag"] == (out["diagnosis"]["melanoma_risk"] >= out["threshold"])
     assert out["recommendation"] == DEFAULT_RECOMMENDATIONS[out["risk_band"]]
     overlay = Image.open(io.BytesIO(base64.b64decode(out["attention_map"])))
-    assert overlay.format == "PNG" and overlay.size == (80, 60)  # over the whole image, as sent
+    assert overlay.format == "JPEG" and overlay.size == (80, 60)  # over the whole image, as sent
+    assert out["attention_map_type"] == "image/jpeg"  # the default attention_map_format
+
+    # each step's milliseconds, for an operator's browser tools and benchmarks/bench_service.py
+    steps = dict(part.strip().split(";dur=") for part in r.headers["server-timing"].split(","))
+    assert set(steps) == {"parse", "check", "model", "render", "store", "total"}
+    assert all(float(v) >= 0 for v in steps.values()) and float(steps["total"]) >= float(steps["model"])
 
     row = _row(live, out["prediction_id"])
     assert row is not None and row.clinic_id == "clinic-a"
@@ -139,7 +145,16 @@ def test_recommendation_text_is_configurable(tiny_bundle, tmp_path) -> None:
     with start_service(tmp_path, tiny_bundle, recommendations=texts, heatmap=False) as service:
         out = service.analyze().json()
     assert out["recommendation"] == texts[out["risk_band"]]
-    assert out["attention_map"] is None  # heat maps switched off
+    assert out["attention_map"] is None and out["attention_map_type"] is None  # heat maps switched off
+
+
+def test_attention_map_as_lossless_png(tiny_bundle, tmp_path) -> None:
+    from tests.serving.conftest import start_service
+
+    with start_service(tmp_path, tiny_bundle, attention_map_format="png") as service:
+        out = service.analyze().json()
+    overlay = Image.open(io.BytesIO(base64.b64decode(out["attention_map"])))
+    assert overlay.format == "PNG" and out["attention_map_type"] == "image/png"
 
 
 def test_attention_map_of_a_large_image_is_capped(live: Live) -> None:

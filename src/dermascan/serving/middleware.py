@@ -1,5 +1,8 @@
 """One pure-ASGI middleware: stamps the arrival time, enforces the body-size limit, records request latency.
 
+An analysis answers with a ``Server-Timing`` header (W3C Server Timing: browsers' developer tools draw it): each
+step's milliseconds (``parse``, ``check``, ``model``, ``render``, ``store``) and ``total`` to the response.
+
 The body limit is checked on ``Content-Length`` first (refused before a byte is read) and again while the body
 streams in (a chunked upload without a length). Latency is labelled by the route *template*
 (``/api/v1/predictions/{prediction_id}``), never the raw path, so ids do not become metric labels.
@@ -34,12 +37,17 @@ class RequestMiddleware:
             await self.app(scope, receive, send)
             return
         t0 = time.perf_counter()
-        scope.setdefault("state", {})["t0"] = t0
+        timings: dict[str, float] = {}
+        scope.setdefault("state", {}).update(t0=t0, timings=timings)
         status = {"code": 500}
 
         async def send_and_note(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
+                if timings:
+                    timings["total"] = (time.perf_counter() - t0) * 1e3
+                    value = ", ".join(f"{k};dur={v:.1f}" for k, v in timings.items())
+                    message["headers"] = [*message.get("headers", []), (b"server-timing", value.encode())]
             await send(message)
 
         try:

@@ -131,6 +131,7 @@ class AnalyzeResponse(BaseModel):
                         "all_classes": _ALL,
                     },
                     "attention_map": EXAMPLE_PNG,
+                    "attention_map_type": "image/png",
                     "recommendation": "Low risk. Routine follow-up.",
                     "model_version": "v2.4.1",
                     "latency_ms": 184,
@@ -143,7 +144,12 @@ class AnalyzeResponse(BaseModel):
         }
     )
     diagnosis: Diagnosis
-    attention_map: str | None = Field(description="Base64 PNG of the heat-map overlay (null: heat maps off).")
+    attention_map: str | None = Field(
+        description="Base64 image of the heat-map overlay, of type attention_map_type (null: heat maps off)."
+    )
+    attention_map_type: Literal["image/jpeg", "image/png"] | None = Field(
+        None, description="Media type of attention_map (the service's attention_map_format): data:<type>;base64,..."
+    )
     recommendation: str = Field(description="Advice chosen by the risk band (configurable).")
     model_version: str
     latency_ms: int = Field(ge=0, description="Server time from request received to response ready, ms.")

@@ -8,7 +8,7 @@ file, the defaults below. One uvicorn worker per process is the default and the 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -46,6 +46,10 @@ class ServeSettings(BaseSettings):
     threads: int | None = Field(None, ge=1, description="Intra-op threads of the runtime (None: its default).")
     heatmap: bool = Field(True, description="Return the attention map (base64 PNG overlay) with each answer.")
     attention_map_max_side: int = Field(512, ge=0, description="Longest side of the returned overlay (0: as sent).")
+    attention_map_format: Literal["jpeg", "png"] = Field(
+        "jpeg",
+        description="Encoding of the returned overlay: jpeg (quality 90; ~7x fewer bytes, ~8x faster) or png.",
+    )
     heatmap_alpha: float = Field(0.45, ge=0, le=1, description="Opacity of the heat-map colour layer.")
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="Largest request body, bytes.")
     max_pixels: int = Field(40_000_000, ge=1, description="Largest decoded image, width x height.")

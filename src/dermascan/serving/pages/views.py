@@ -82,7 +82,7 @@ async def visit(request: Request, state: State, page: Page) -> Response:
             present.lesion(
                 r.diagnosis, r.risk_band, r.threshold, r.melanoma_flag, r.model_version, r.prediction_id,
                 r.recommendation, lesion_id=item.lesion_id, body_site=item.body_site, filename=name, photo=photo,
-                heatmap=f"data:image/png;base64,{r.attention_map}" if r.attention_map else None,
+                heatmap=f"data:{r.attention_map_type};base64,{r.attention_map}" if r.attention_map else None,
             )
         )  # fmt: skip
     return render(request, "visit.html", page=page, max_batch=n, results=shown)

@@ -60,6 +60,11 @@ def _t0(request: Request) -> float:
     return getattr(request.state, "t0", None) or time.perf_counter()
 
 
+def _timings(request: Request) -> dict[str, float] | None:
+    """Where the steps' milliseconds go (the middleware sends them as ``Server-Timing``)."""
+    return getattr(request.state, "timings", None)
+
+
 async def _parse_analyze(request: Request) -> tuple[AnalyzeRequest, bytes | None]:
     """The request as JSON (``image`` base64) or multipart (``image`` a file part, or base64 text)."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -118,7 +123,7 @@ async def analyze_one(request: Request, state: State, caller: Auth) -> AnalyzeRe
         intake = Intake("image", raw, lesion_id=req.lesion_id, body_site=req.body_site)
     else:
         intake = Intake("image", decode_base64(req.image), lesion_id=req.lesion_id, body_site=req.body_site)
-    (result,) = await analyze(state, caller, req.patient_id, [intake], t0)
+    (result,) = await analyze(state, caller, req.patient_id, [intake], t0, _timings(request))
     if isinstance(result, ServiceError):
         raise result
     return result
@@ -148,7 +153,7 @@ async def analyze_batch(request: Request, body: BatchRequest, state: State, call
             intakes.append(Intake(field, decode_base64(item.image, field), None, item.lesion_id, item.body_site))
         except ServiceError as e:
             intakes.append(Intake(field, None, e, item.lesion_id, item.body_site))
-    results = await analyze(state, caller, body.patient_id, intakes, t0)
+    results = await analyze(state, caller, body.patient_id, intakes, t0, _timings(request))
     items = [
         BatchItem(index=i, error=ErrorDetail(code=r.code, message=r.message))
         if isinstance(r, ServiceError)
