@@ -135,3 +135,28 @@ def test_psi_chance_is_the_chi_square_tail_at_the_effective_size() -> None:
     assert drift.psi_level(0.5, drift.psi_chance(0.5, 60, 540, 4)) == "alert"  # chance 1e-5
     assert drift.psi_level(0.26, drift.psi_chance(0.26, 30, 300, 10)) == "warning"  # what 30 images often show
     assert drift.psi_level(2.0, drift.psi_chance(2.0, 30, 300, 10)) == "alert"
+
+
+def test_concept_drift_needs_more_disagreement_than_the_model_expects() -> None:
+    rng = np.random.default_rng(0)
+    n = 400
+    primary = np.array(["NV"] * n)
+    # a weak but calibrated model: p(NV) = 0.65 and 35% of the labels are something else
+    labels = np.where(rng.random(n) < 0.35, "BKL", "NV")
+    weak = drift.concept_drift(primary, labels, np.full(n, 0.65))
+    assert weak.disagreement > 0.3 and abs(weak.expected - 0.35) < 1e-9
+    assert abs(weak.z) < 2 and not weak.alert  # above the brief's 20%, but what the model itself says
+    # the same labels against a model that claims 95%: the probabilities no longer mean what they did
+    drifted = drift.concept_drift(primary, labels, np.full(n, 0.95))
+    assert drifted.z > 10 and drifted.alert
+    # a confident model that is right: below 20%, no alert whatever z says
+    good = drift.concept_drift(primary, np.where(rng.random(n) < 0.1, "BKL", "NV"), np.full(n, 0.99))
+    assert good.disagreement < 0.2 and good.z > 2 and not good.alert
+
+
+def test_concept_drift_leaves_other_out_of_the_expectation() -> None:
+    c = drift.concept_drift(["NV", "MEL", "NV", "NV"], ["OTHER", "OTHER", "NV", "BCC"], [0.9, 0.9, 0.8, 0.8])
+    assert c.disagreement == 0.5  # the MEL called on an OTHER disagrees; the NV on an OTHER agrees
+    assert abs(c.expected - 0.2) < 1e-9  # the two seven-class cases only
+    empty = drift.concept_drift([], [], [])
+    assert math.isnan(empty.disagreement) and not empty.alert

@@ -4,6 +4,12 @@ prediction drift (melanoma-flag rate against its standard deviation; the class m
 
 Thresholds are the brief's (section 4.5): PSI > 0.25 an alert (retrain), 0.10-0.25 a warning; a flag rate more
 than 2 standard deviations from the reference; disagreement with confirmed labels above 20%.
+
+Concept drift also needs the disagreement to exceed what the calibrated model itself expects on the same cases
+(the sum of ``1 - p(primary class)``) by :data:`CONCEPT_Z` standard deviations: a model below 80% seven-class
+accuracy disagrees with more than 20% of the labels from its first day, and an alert that is always on tells the
+operator nothing new. What it does flag is a change of P(label | image), which is what concept drift is: the
+probabilities no longer mean what they meant on validation.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ PSI_WARNING = 0.10
 PSI_ALERT = 0.25
 FLAG_RATE_SDS = 2.0
 MAX_DISAGREEMENT = 0.20
+CONCEPT_Z = 2.0
 #: Shares of empty bins are floored at this before the log (PSI is infinite otherwise), on both sides.
 PSI_FLOOR = 1e-4
 #: A PSI alert also needs its chance under no drift (:func:`psi_chance`) below this.
@@ -199,14 +206,65 @@ def disagreement_rate(predicted: ArrayLike, confirmed: ArrayLike) -> float:
     return float(disagree.mean())
 
 
+@dataclass(frozen=True)
+class ConceptDrift:
+    """Disagreement with the confirmed labels against what the model expects on the same cases.
+
+    Attributes:
+        disagreement: share of the confirmed cases whose label differs from the primary class (NaN: none).
+        expected: the share the calibrated model expects on its seven-class cases (``1 - p(primary)``).
+        z: (disagreements - expected disagreements) / their standard deviation, on the seven-class cases.
+        alert: ``disagreement > max_disagreement`` and ``z > z_alert``.
+    """
+
+    disagreement: float
+    expected: float
+    z: float
+    alert: bool
+
+
+def concept_drift(
+    predicted: ArrayLike,
+    confirmed: ArrayLike,
+    confidence: ArrayLike,
+    max_disagreement: float = MAX_DISAGREEMENT,
+    z_alert: float = CONCEPT_Z,
+) -> ConceptDrift:
+    """Concept drift of confirmed cases (see the module docstring).
+
+    Args:
+        predicted: the model's primary class codes, (N,).
+        confirmed: outcome codes (a class code or ``OTHER``), (N,).
+        confidence: the calibrated probability of each primary class, (N,).
+        max_disagreement: the brief's bar (20%).
+        z_alert: standard deviations above the expected disagreement.
+    """
+    pred, conf = np.asarray(predicted), np.asarray(confirmed)
+    p_wrong = 1.0 - np.asarray(confidence, np.float64)  # (N,) P(label != primary) if calibrated
+    observed = disagreement_rate(pred, conf)
+    if conf.size == 0:
+        return ConceptDrift(math.nan, math.nan, math.nan, False)
+    # OTHER (a diagnosis outside the seven classes) has no calibrated expectation: the test leaves it out
+    seven = conf != "OTHER"
+    k = float((pred[seven] != conf[seven]).sum())
+    mean = float(p_wrong[seven].sum())
+    sd = math.sqrt(float((p_wrong[seven] * (1.0 - p_wrong[seven])).sum()))
+    z = (k - mean) / sd if sd > 0 else (math.inf if k > mean else 0.0)
+    expected = mean / int(seven.sum()) if seven.any() else math.nan
+    return ConceptDrift(observed, expected, z, bool(observed > max_disagreement and z > z_alert))
+
+
 __all__ = [
+    "CONCEPT_Z",
     "FLAG_RATE_SDS",
     "MAX_DISAGREEMENT",
     "PSI_ALERT",
     "PSI_CHANCE",
     "PSI_WARNING",
+    "ConceptDrift",
     "RateDrift",
     "class_mix_psi",
+    "concept_drift",
     "design_effect",
     "disagreement_rate",
     "feature_psi",

@@ -57,7 +57,8 @@ class MonitorConfig:
         min_melanomas: fewer confirmed melanomas than this: "not enough confirmed melanomas".
         min_confirmed: fewer confirmed cases than this: no concept-drift figure.
         sensitivity_alert: confirmed sensitivity below this alerts (the brief's 0.88).
-        max_disagreement: disagreement with confirmed labels above this alerts (the brief's 20%).
+        max_disagreement: disagreement with confirmed labels above this alerts (the brief's 20%), when it is also
+            above what the calibrated model expects on those cases (:func:`~dermascan.monitoring.drift.concept_drift`).
         mmd_alpha: embedding drift alerts at a permutation p-value below this.
         mmd_sample: at most this many embeddings of a window enter the test (drawn at random).
         permutations: permutations of the MMD test.
@@ -252,11 +253,13 @@ def _quality(recent: pd.DataFrame, feedback: pd.DataFrame, end: pd.Timestamp, cf
         cfg.sensitivity_alert,
         cfg.n_boot,
     ).to_dict()
-    disagreement = (
-        drift.disagreement_rate(cases["primary_class"].to_numpy(), cases["label"].to_numpy())
-        if len(cases) >= cfg.min_confirmed
-        else math.nan
-    )
+    if len(cases) >= cfg.min_confirmed:
+        primary = cases["primary_class"].to_numpy()
+        probs = cases[[prob_column(c) for c in CLASSES]].to_numpy(np.float64)  # (n, K)
+        confidence = probs[np.arange(len(primary)), [CLASSES.index(c) for c in primary]]  # (n,) p(primary)
+        concept = drift.concept_drift(primary, cases["label"].to_numpy(), confidence, cfg.max_disagreement)
+    else:
+        concept = drift.ConceptDrift(math.nan, math.nan, math.nan, False)
     return {
         "quality": quality,
         # CBPE over the same trailing predictions (all of them, confirmed or not): the figure to hold against the
@@ -264,7 +267,13 @@ def _quality(recent: pd.DataFrame, feedback: pd.DataFrame, end: pd.Timestamp, cf
         "estimated_trailing": cbpe(
             recent[prob_column("MEL")].to_numpy(), recent["melanoma_flag"].to_numpy(bool)
         ).to_dict()["sensitivity"],
-        "concept_drift": {"disagreement": _num(disagreement), "n": len(cases)},
+        "concept_drift": {
+            "disagreement": _num(concept.disagreement),
+            "expected": _num(concept.expected),
+            "z": _num(concept.z),
+            "alert": concept.alert,
+            "n": len(cases),
+        },
     }
 
 
@@ -280,8 +289,7 @@ def _alerts(win: dict[str, Any], cfg: MonitorConfig) -> list[str]:
             out.append("prediction_drift")
     if win["quality"]["state"] == "alert":
         out.append("sensitivity")
-    d = win["concept_drift"]["disagreement"]
-    if d is not None and d > cfg.max_disagreement:
+    if win["concept_drift"]["alert"]:
         out.append("concept_drift")
     return out
 

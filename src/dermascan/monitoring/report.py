@@ -30,12 +30,10 @@ COLUMNS = [
     "MMD p",
     "est. sens.",
     "confirmed sens.",
-    "disagree",
+    "disagree (expected)",
     "p95 ms",
     "alerts",
 ]
-COLUMNS = ["start", "n", "max PSI", "flag rate", "z", "MMD p", "est. sens.", "confirmed sens.", "disagree", "p95 ms",
-           "alerts"]  # fmt: skip
 
 
 def _figure(height: float = 3.0) -> Figure:
@@ -146,11 +144,18 @@ def _rows(windows: list[dict[str, Any]]) -> list[list[Any]]:
             w.get("embedding_drift", {}).get("p_value"),
             w.get("estimated", {}).get("sensitivity"),
             _cell_quality(w),
-            w["concept_drift"]["disagreement"],
+            _cell_disagreement(w["concept_drift"]),
             w["latency_ms"]["p95"],
             ", ".join(w["alerts"]) or "none",
         ])  # fmt: skip
     return rows
+
+
+def _cell_disagreement(c: dict[str, Any]) -> str | None:
+    if c.get("disagreement") is None:
+        return None
+    expected = c.get("expected")
+    return f"{c['disagreement']:.2f}" + (f" ({expected:.2f})" if expected is not None else "")
 
 
 def _features_table(window: dict[str, Any]) -> str:
@@ -195,7 +200,9 @@ def write_report(report: dict[str, Any], out_dir: str | os.PathLike[str]) -> Pat
         f"{report['config']['quality_days']} days, with the labels that had arrived by the window's end "
         "(histopathology first, clinician where no biopsy). Estimated (CBPE): the expected confusion matrix "
         "from the calibrated probabilities at the locked threshold, on the window's own predictions; it assumes "
-        "the calibration still holds and cannot see concept drift. Embedding: the model's logit space "
+        "the calibration still holds and cannot see concept drift. Concept drift: disagreement with the confirmed "
+        "labels above 20% and 2 SD above the disagreement the calibrated model expects on the same cases (in "
+        "brackets). Embedding: the model's logit space "
         "(centred log-probabilities), the classifier's projection of the penultimate embedding. Error rate and "
         "queue depth are on the service's /metrics, not in the store."
     )

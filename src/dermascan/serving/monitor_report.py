@@ -74,6 +74,9 @@ class MonitorCollector(Collector):
             "dermascan_monitor_class_mix_psi": ("Class-mix PSI.", ("prediction_drift", "class_mix_psi")),
             "dermascan_monitor_embedding_p_value": ("MMD permutation p-value.", ("embedding_drift", "p_value")),
             "dermascan_monitor_disagreement": ("Disagreement with labels.", ("concept_drift", "disagreement")),
+            "dermascan_monitor_disagreement_expected": ("Disagreement the calibrated model expects.",
+                                                        ("concept_drift", "expected")),
+            "dermascan_monitor_disagreement_z": ("Disagreement minus expected, in SDs.", ("concept_drift", "z")),
         }  # fmt: skip
         for name, (doc, keys) in simple.items():
             value = _latest(w, *keys)
