@@ -41,16 +41,35 @@ def monitor(
     window: WindowOpt = "1d",
     quality_days: QualityDaysOpt = 30,
     min_melanomas: MinMelanomasOpt = 20,
+    metrics_url: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--metrics-url", help="A service instance (repeatable): its error rate and queue depth from /metrics."
+        ),
+    ] = None,
 ) -> None:
     """Quality, drift and latency per window: monitor.json and monitor.html in OUT; exit 1 when an alert fires."""
     from dermascan.monitoring.monitor import MonitorConfig, parse_time, parse_window
     from dermascan.monitoring.monitor import monitor as run_monitor
     from dermascan.monitoring.report import write_report
+    from dermascan.monitoring.service import scrape
 
     cfg = MonitorConfig(window=parse_window(window), quality_days=quality_days, min_melanomas=min_melanomas)
     start = parse_time(since, "--since") if since else None
     end = parse_time(until, "--until") if until else None
     report = run_monitor(db, bundle, start, end, cfg)
+    if metrics_url:
+        report["service"] = [f.to_dict() for f in scrape(metrics_url)]
+        for f in report["service"]:
+            if f["error"]:
+                typer.echo(f"  could not read {f['url']}/metrics: {f['error']}", err=True)
+            else:
+                rate = "-" if f["error_rate"] is None else f"{f['error_rate']:.2%}"
+                depth = "-" if f["queue_depth"] is None else f"{f['queue_depth']:g}"
+                typer.echo(
+                    f"  service {f['url']}: {f['requests']} API requests since start, {f['server_errors']} 5xx "
+                    f"({rate}), {f['client_errors']} 4xx, queue depth {depth}"
+                )
     _echo_summary(report, write_report(report, out))
     if report["alerts"]:
         raise typer.Exit(code=1)

@@ -14,9 +14,9 @@ Per window (``[start, end)``, one day by default):
   that had arrived by the window's end: what the operator knew that day, so the report says when an alert
   *could* have fired, histopathology delay included.
 
-Error rate and queue depth are not in the store (a refused request writes no row): they are the service's
-``/metrics`` (``dermascan_http_request_duration_seconds`` by status, ``dermascan_queue_depth``), where the
-shipped Prometheus rules watch them.
+Error rate and queue depth are not in the store (a refused request writes no row): ``dermascan monitor
+--metrics-url URL`` reads them from each instance's ``/metrics`` when the report is written
+(:mod:`~dermascan.monitoring.service`), and the shipped Prometheus rules watch them over time.
 """
 
 from __future__ import annotations

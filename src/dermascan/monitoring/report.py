@@ -151,6 +151,25 @@ def _rows(windows: list[dict[str, Any]]) -> list[list[Any]]:
     return rows
 
 
+def _service_table(figures: list[dict[str, Any]]) -> str:
+    rows = [
+        [f["url"], f["error"]]
+        if f["error"]
+        else [
+            f["url"],
+            f["requests"],
+            f["server_errors"],
+            None if f["error_rate"] is None else f"{f['error_rate']:.2%}",
+            f["client_errors"],
+            f["queue_depth"],
+            None if f["inference_ms_mean"] is None else round(f["inference_ms_mean"], 1),
+        ]
+        for f in figures
+    ]
+    header = ["instance", "API requests since start", "5xx", "error rate", "4xx", "queue depth", "model ms (mean)"]
+    return _html.table(header, rows)
+
+
 def _cell_disagreement(c: dict[str, Any]) -> str | None:
     if c.get("disagreement") is None:
         return None
@@ -204,7 +223,9 @@ def write_report(report: dict[str, Any], out_dir: str | os.PathLike[str]) -> Pat
         "labels above 20% and 2 SD above the disagreement the calibrated model expects on the same cases (in "
         "brackets). Embedding: the model's logit space "
         "(centred log-probabilities), the classifier's projection of the penultimate embedding. Error rate and "
-        "queue depth are on the service's /metrics, not in the store."
+        "queue depth are not in the store (a refused request writes no row): with --metrics-url they are read "
+        "from each instance's /metrics when the report is written (Service now), and Prometheus keeps them over "
+        "time."
     )
     bundle = report.get("bundle", {})
     sections = [
@@ -219,6 +240,7 @@ def write_report(report: dict[str, Any], out_dir: str | os.PathLike[str]) -> Pat
             "System",
             _html.image(PLOTS["latency"], "latency percentiles") + _html.image(PLOTS["volume"], "volume"),
         ),
+        *([_html.Section("Service now", _service_table(report["service"]))] if report.get("service") else []),
         _html.Section(
             "Windows",
             _html.table(
