@@ -149,6 +149,10 @@ def test_concept_drift_needs_more_disagreement_than_the_model_expects() -> None:
     # the same labels against a model that claims 95%: the probabilities no longer mean what they did
     drifted = drift.concept_drift(primary, labels, np.full(n, 0.95))
     assert drifted.z > 10 and drifted.alert
+    # a small excess over the expectation is not drift, however many cases make it significant
+    many = np.where(rng.random(4000) < 0.33, "BKL", "NV")  # 4,000 cases, 3 points above a p(NV) of 0.70
+    slight = drift.concept_drift(np.array(["NV"] * 4000), many, np.full(4000, 0.70))
+    assert 0 < slight.disagreement - slight.expected < drift.CONCEPT_MARGIN and slight.z > 2 and not slight.alert
     # a confident model that is right: below 20%, no alert whatever z says
     good = drift.concept_drift(primary, np.where(rng.random(n) < 0.1, "BKL", "NV"), np.full(n, 0.99))
     assert good.disagreement < 0.2 and good.z > 2 and not good.alert
