@@ -97,6 +97,13 @@ class Prediction:
 
         return to_base64(self.overlay(alpha, max_side), format)
 
+    @staticmethod
+    def media_type(format: str) -> str:
+        """The media type of an overlay encoded as ``format`` (``jpeg``: ``image/jpeg``)."""
+        from dermascan.explain.render import MEDIA_TYPES
+
+        return MEDIA_TYPES[format]
+
     def release_images(self) -> None:
         """Drop the decoded image and the heat map (the overlay can no longer be drawn): keeps memory flat."""
         self.heatmap, self._rgb = None, None

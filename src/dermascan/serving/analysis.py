@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
-from dermascan.explain.render import MEDIA_TYPES
 from dermascan.inference import Prediction
 from dermascan.serving.errors import ServiceError, store_unavailable
 from dermascan.serving.images import CheckedImage, check_image
@@ -277,7 +276,7 @@ def _response(state: ServiceState, a: _Answered, latency_ms: int) -> AnalyzeResp
     return AnalyzeResponse(
         diagnosis=diagnosis(p.probabilities, p.primary, p.melanoma_risk),
         attention_map=a.attention_map,
-        attention_map_type=MEDIA_TYPES[state.settings.attention_map_format] if a.attention_map else None,
+        attention_map_type=p.media_type(state.settings.attention_map_format) if a.attention_map else None,
         recommendation=state.settings.recommendations[p.risk_band or "uncalibrated"],
         model_version=p.model_version,
         latency_ms=latency_ms,
