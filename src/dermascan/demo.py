@@ -349,7 +349,7 @@ def _service_call(out: Path, bundle: Path, image_path: str) -> dict[str, Any]:
         "request": short(request, "image"),
         "response": short(answer, "attention_map"),
         "attention_map": answer.get("attention_map"),
-        "attention_map_type": answer.get("attention_map_type") or "image/png",
+        "attention_map_type": answer.get("attention_map_type"),
     }
 
 
@@ -564,7 +564,7 @@ def _service_html(service: dict[str, Any] | None) -> str:
     if not service:
         return ""
     shown = {k: v for k, v in service.items() if not k.startswith("attention_map")}
-    src = f"data:{service.get('attention_map_type', 'image/png')};base64,{service.get('attention_map')}"
+    src = f"data:{service.get('attention_map_type')};base64,{service.get('attention_map')}"
     img = f'<img alt="attention map" src="{src}" style="max-width:240px">' if service.get("attention_map") else ""
     return (
         "<h3>The clinical service (brief section 4.2)</h3>"

@@ -20,7 +20,7 @@ from dermascan.explain.render import (
     normalize_map,
     overlay,
     resized_size,
-    to_png_base64,
+    to_base64,
 )
 
 
@@ -28,7 +28,7 @@ def test_render_imports_neither_torch_nor_matplotlib() -> None:
     code = (
         "import sys\n"
         "import dermascan.explain.render\n"
-        "from dermascan.explain import heatmap_from_maps, overlay, to_png_base64\n"
+        "from dermascan.explain import heatmap_from_maps, overlay, to_base64\n"
         "bad = [m for m in ('torch', 'matplotlib') if m in sys.modules]\n"
         "assert not bad, bad\n"
     )
@@ -166,14 +166,12 @@ def test_turbo_table_matches_matplotlib() -> None:
 
 def test_png_base64_round_trip() -> None:
     img = Image.fromarray(np.random.default_rng(0).integers(0, 255, (9, 7, 3), dtype=np.uint8))
-    decoded = Image.open(io.BytesIO(base64.b64decode(to_png_base64(img))))
+    decoded = Image.open(io.BytesIO(base64.b64decode(to_base64(img, "png"))))
     assert decoded.format == "PNG"
     np.testing.assert_array_equal(np.asarray(decoded), np.asarray(img))
 
 
 def test_jpeg_overlay_is_close_to_the_lossless_one() -> None:
-    from dermascan.explain.render import to_base64
-
     yy, xx = np.mgrid[0:96, 0:128]
     photo = Image.fromarray(np.stack([150 + yy // 2, 100 + xx // 4, 90 + 0 * xx], -1).astype(np.uint8))
     heat = np.exp(-((yy - 48) ** 2 + (xx - 64) ** 2) / 800.0).astype(np.float32)  # (96, 128)

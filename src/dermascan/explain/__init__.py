@@ -26,7 +26,7 @@ from dermascan.explain.render import (
     heatmap_on_image,
     normalize_map,
     overlay,
-    to_png_base64,
+    to_base64,
 )
 
 if TYPE_CHECKING:
@@ -121,7 +121,7 @@ __all__ = [
     "rank_correlation",
     "resolve_method",
     "sanity_report",
-    "to_png_base64",
+    "to_base64",
     "uniform_share",
     "vit_layout",
     "write_explanation",

@@ -329,11 +329,6 @@ def encode_image(img: Image.Image, format: str = "png") -> bytes:
     raise ValueError(f"unknown image format {format!r}; use one of {sorted(MEDIA_TYPES)}")
 
 
-def to_png_base64(img: Image.Image) -> str:
-    """PNG-encode an image as base64 ASCII."""
-    return to_base64(img, "png")
-
-
 def to_base64(img: Image.Image, format: str = "png") -> str:
     """:func:`encode_image` as base64 ASCII (the API's ``attention_map`` field)."""
     return base64.b64encode(encode_image(img, format)).decode("ascii")
@@ -353,5 +348,4 @@ __all__ = [
     "overlay",
     "resized_size",
     "to_base64",
-    "to_png_base64",
 ]

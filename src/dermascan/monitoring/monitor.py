@@ -256,7 +256,8 @@ def _quality(recent: pd.DataFrame, feedback: pd.DataFrame, end: pd.Timestamp, cf
     if len(cases) >= cfg.min_confirmed:
         primary = cases["primary_class"].to_numpy()
         probs = cases[[prob_column(c) for c in CLASSES]].to_numpy(np.float64)  # (n, K)
-        confidence = probs[np.arange(len(primary)), [CLASSES.index(c) for c in primary]]  # (n,) p(primary)
+        column = {c: k for k, c in enumerate(CLASSES)}
+        confidence = probs[np.arange(len(primary)), [column[c] for c in primary]]  # (n,) p(primary)
         concept = drift.concept_drift(primary, cases["label"].to_numpy(), confidence, cfg.max_disagreement)
     else:
         concept = drift.ConceptDrift(math.nan, math.nan, math.nan, False)
