@@ -1,4 +1,5 @@
-"""heatmap_model: logits equal to the plain model, maps equal to the explain path, and it exports."""
+"""heatmap_model: logits equal to the plain model, maps equal to the explain path, features the classifier's input,
+and it exports."""
 
 from __future__ import annotations
 
@@ -42,9 +43,15 @@ def test_logits_equal_the_plain_model_and_maps_have_the_contract_shape(name: str
     head = heatmap_model(model)
     assert head.model is model, "the wrapper shares the model's parameters"
     with torch.no_grad():
-        logits, maps = head(x)
+        logits, maps, features = head(x)
         torch.testing.assert_close(logits, model(x), atol=1e-5, rtol=0)
+        # the features are what the classifier reads: its linear layer maps them to the logits
+        classifier = model.get_classifier() if hasattr(model, "get_classifier") else None
+        if classifier is None:
+            classifier = model.fc if hasattr(model, "fc") else model.heads
+        torch.testing.assert_close(classifier(features), logits, atol=1e-5, rtol=0)
     assert maps.shape == (3, *grid)
+    assert features.ndim == 2 and len(features) == 3
     assert head.kind == ("cam" if grid[0] == 7 else "attention")
 
 
@@ -52,7 +59,7 @@ def test_logits_equal_the_plain_model_and_maps_have_the_contract_shape(name: str
 def test_cam_equals_gradcam_of_the_predicted_class(name: str) -> None:
     model, x, _ = _build(name)
     with torch.no_grad():
-        logits, maps = heatmap_model(model)(x)
+        logits, maps, _ = heatmap_model(model)(x)
     gc = grad_cam(model, x)
     for b, k in enumerate(logits.argmax(1).tolist()):
         assert gc.class_index[b] == k
@@ -64,7 +71,7 @@ def test_cam_equals_gradcam_of_the_predicted_class(name: str) -> None:
 def test_vit_map_equals_the_head_mean_last_block_attention(name: str) -> None:
     model, x, _ = _build(name)
     with torch.no_grad():
-        _, maps = heatmap_model(model)(x)
+        _, maps, _ = heatmap_model(model)(x)
     torch.testing.assert_close(maps[:, 0], attention_maps(model, x).mean, atol=1e-6, rtol=1e-5)
 
 
@@ -90,22 +97,25 @@ def test_trace_and_legacy_onnx_export_keep_a_dynamic_batch(name: str, tmp_path) 
     head = heatmap_model(model)
     example, other = x[:2], x  # export at batch 2, run at batch 3
     with torch.no_grad():
-        ref_logits, ref_maps = head(other)
+        ref_logits, ref_maps, ref_feats = head(other)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.jit.trace's deprecation and TracerWarnings about asserts
         traced = torch.jit.trace(head, example)
         path = str(tmp_path / "head.onnx")
         torch.onnx.export(
-            head, (example,), path, input_names=["input"], output_names=["logits", "maps"],
-            dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}, "maps": {0: "batch"}}, dynamo=False,
+            head, (example,), path, input_names=["input"], output_names=["logits", "maps", "features"],
+            dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}, "maps": {0: "batch"},
+                          "features": {0: "batch"}}, dynamo=False,
         )  # fmt: skip
     with torch.no_grad():
-        t_logits, t_maps = traced(other)
+        t_logits, t_maps, t_feats = traced(other)
     torch.testing.assert_close(t_logits, ref_logits, atol=1e-5, rtol=0)
     torch.testing.assert_close(t_maps, ref_maps, atol=1e-5, rtol=0)
-    o_logits, o_maps = _run_onnx(path, other)
+    torch.testing.assert_close(t_feats, ref_feats, atol=1e-5, rtol=0)
+    o_logits, o_maps, o_feats = _run_onnx(path, other)
     np.testing.assert_allclose(o_logits, ref_logits.numpy(), atol=1e-4)
     np.testing.assert_allclose(o_maps, ref_maps.numpy(), atol=1e-4)
+    np.testing.assert_allclose(o_feats, ref_feats.numpy(), atol=1e-4)
 
 
 @pytest.mark.slow
@@ -117,12 +127,12 @@ def test_dynamo_onnx_export_of_the_vit_head_keeps_a_dynamic_batch(tmp_path) -> N
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            head, (x[:2],), path, input_names=["input"], output_names=["logits", "maps"],
+            head, (x[:2],), path, input_names=["input"], output_names=["logits", "maps", "features"],
             dynamic_shapes={"x": {0: torch.export.Dim("batch", min=1, max=256)}}, dynamo=True, verbose=False,
         )  # fmt: skip
     with torch.no_grad():
-        ref_logits, ref_maps = head(x)
-    o_logits, o_maps = _run_onnx(path, x)
+        ref_logits, ref_maps, _ = head(x)
+    o_logits, o_maps, _ = _run_onnx(path, x)
     assert o_maps.shape == (3, 1, 4, 4)
     np.testing.assert_allclose(o_logits, ref_logits.numpy(), atol=1e-4)
     np.testing.assert_allclose(o_maps, ref_maps.numpy(), atol=1e-4)

@@ -34,17 +34,18 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _check_dynamic_batch(path: Path, wrapped: torch.nn.Module, size: int, maps_shape: tuple[int, ...]) -> None:
     proto = onnx.load(str(path))
-    assert [o.name for o in proto.graph.output] == ["logits", "maps"]
+    assert [o.name for o in proto.graph.output] == ["logits", "maps", "features"]
     assert not proto.graph.input[0].type.tensor_type.shape.dim[0].HasField("dim_value")  # symbolic batch
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     for batch in (1, 3):  # the dynamo exporter has been seen to fix a ViT at batch 1
         x = torch.randn(batch, 3, size, size)
         with torch.no_grad():
-            want_logits, want_maps = wrapped(x)
-        logits, maps = session.run(None, {"image": x.numpy()})
+            want_logits, want_maps, want_feats = wrapped(x)
+        logits, maps, feats = session.run(None, {"image": x.numpy()})
         assert logits.shape == (batch, 7) and maps.shape == (batch, *maps_shape)
         np.testing.assert_allclose(logits, want_logits.numpy(), atol=1e-4)
         np.testing.assert_allclose(maps, want_maps.numpy(), atol=1e-4)
+        np.testing.assert_allclose(feats, want_feats.numpy(), atol=1e-4)
 
 
 def test_vit_heatmap_graph_has_a_dynamic_batch(tmp_path: Path) -> None:

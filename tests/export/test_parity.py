@@ -14,12 +14,14 @@ from dermascan.export import parity as parity_lib
 from dermascan.export.parity import (
     FP32_PROB_TOL,
     MIN_AGREEMENT,
+    REDUCED_FEATURE_P95_TOL,
     REDUCED_MAP_P95_TOL,
     compare,
     passes,
     prepare_batches,
 )
 from dermascan.inference import Predictor
+from dermascan.inference.backends import Outputs
 from dermascan.testing import random_run, synthetic_jpeg
 
 
@@ -94,16 +96,16 @@ def test_failed_parity_fails_the_export_and_writes_nothing(
 
 
 class _Fixed:
-    """A stand-in predictor returning fixed logits and maps (compare needs infer/probabilities/decide)."""
+    """A stand-in predictor returning fixed logits, maps and features (compare needs infer/probabilities/decide)."""
 
     runtime = "fixed"
 
-    def __init__(self, logits: np.ndarray, maps: np.ndarray) -> None:
-        self.logits, self.maps = logits, maps
+    def __init__(self, logits: np.ndarray, maps: np.ndarray, features: np.ndarray | None = None) -> None:
+        self.logits, self.maps, self.features = logits, maps, features
         self.backend = type("B", (), {"precision": "int8"})()
 
-    def infer(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return self.logits, self.maps
+    def infer(self, x: np.ndarray) -> Outputs:
+        return Outputs(self.logits, self.maps, self.features)
 
     def probabilities(self, logits: np.ndarray) -> np.ndarray:
         e = np.exp(logits - logits.max(1, keepdims=True))
@@ -127,3 +129,22 @@ def test_heat_map_parity_compares_the_displayed_map_only() -> None:
     changed = compare(_Fixed(logits, maps), _Fixed(logits, other), x)
     assert changed.p95_abs_map_diff > REDUCED_MAP_P95_TOL and not changed.passed
     assert "p95" in changed.summary()
+
+
+def test_feature_parity_catches_moved_embeddings() -> None:
+    # The monitor compares served embeddings with a reference the eager model measured: a runtime that moves the
+    # features would raise embedding drift on every window, so the export gate checks them too.
+    rng = np.random.default_rng(1)
+    maps = rng.random((20, 7, 3, 3)).astype(np.float32)
+    logits = np.zeros((20, 7), np.float32)
+    logits[:, 0] = 5.0
+    feats = rng.random((20, 32)).astype(np.float32) + 0.5
+    x = [np.zeros((20, 3, 8, 8), np.float32)]
+    close = compare(_Fixed(logits, maps, feats), _Fixed(logits, maps, feats * 1.01), x)
+    assert close.p95_rel_feature_diff == pytest.approx(0.01, rel=1e-3) and close.passed
+    moved = compare(_Fixed(logits, maps, feats), _Fixed(logits, maps, feats + rng.random(feats.shape)), x)
+    assert moved.p95_rel_feature_diff > REDUCED_FEATURE_P95_TOL and not moved.passed
+    assert "features rel. diff" in moved.summary()
+    exact = compare(_Fixed(logits, maps, feats), _Fixed(logits, maps, feats * 1.01), x, precision="fp32")
+    assert not exact.passed  # 1% is far beyond fp32's 1e-3
+    assert compare(_Fixed(logits, maps), _Fixed(logits, maps), x).max_rel_feature_diff is None  # no features output

@@ -34,10 +34,11 @@ def test_trace_keeps_a_dynamic_batch(arch: str, maps_shape: tuple[int, ...], tmp
     for batch in (1, 3):  # traced at batch 2
         x = torch.randn(batch, 3, size, size)
         with torch.no_grad():
-            (want_logits, want_maps), (logits, maps) = wrapped(x), traced(x)
+            (want_logits, want_maps, want_feats), (logits, maps, feats) = wrapped(x), traced(x)
         assert logits.shape == (batch, 7) and maps.shape == (batch, *maps_shape)
         torch.testing.assert_close(logits, want_logits, atol=1e-5, rtol=0)
         torch.testing.assert_close(maps, want_maps, atol=1e-5, rtol=0)
+        torch.testing.assert_close(feats, want_feats, atol=1e-5, rtol=0)
 
 
 def test_bf16_trace_takes_and_returns_float32(tmp_path: Path) -> None:

@@ -48,7 +48,7 @@ def test_manifest_describes_the_model(bundle: Path) -> None:
         "format": "onnx",
         "file": "model.onnx",
         "precision": "fp32",
-        "outputs": ["logits", "maps"],
+        "outputs": ["logits", "maps", "features"],
         "heatmap": "cam",
     }
     assert set(m["files"]) == {"model.onnx", "weights.safetensors"}
@@ -56,6 +56,7 @@ def test_manifest_describes_the_model(bundle: Path) -> None:
     assert {"data", "config", "checkpoint"} <= set(m["fingerprints"])
     assert m["evaluation"]["operating_point"]["target_sensitivity"] == 0.9
     assert m["parity"][0]["runtime"] == "onnxruntime" and all(p["passed"] for p in m["parity"])
+    assert all(p["max_rel_feature_diff"] < 1e-3 for p in m["parity"])  # the embedding output, checked too
 
 
 def test_round_trip_matches_the_eager_model(bundle: Path, run: Path) -> None:

@@ -128,13 +128,32 @@ def test_embeddings_are_the_centred_logits_over_t() -> None:
 def test_psi_chance_is_the_chi_square_tail_at_the_effective_size() -> None:
     from scipy import stats
 
-    # 60 window images against 540 reference images in 4 bins: effective size 54, statistic 0.3 * 54 = 16.2
-    assert drift.psi_chance(0.3, 60, 540, 4) == pytest.approx(stats.chi2.sf(16.2, 3))
-    # one test in a thousand shows that much by chance: above 0.25 but only a warning
-    assert drift.psi_level(0.3, drift.psi_chance(0.3, 60, 540, 4)) == "warning"
-    assert drift.psi_level(0.5, drift.psi_chance(0.5, 60, 540, 4)) == "alert"  # chance 1e-5
-    assert drift.psi_level(0.26, drift.psi_chance(0.26, 30, 300, 10)) == "warning"  # what 30 images often show
-    assert drift.psi_level(2.0, drift.psi_chance(2.0, 30, 300, 10)) == "alert"
+    # 60 window images against 540 reference images in 4 equal bins: effective size 54
+    expected, counts = [0.25] * 4, [24, 12, 12, 12]
+    pearson = sum((c / 60 - 0.25) ** 2 / 0.25 for c in counts)  # 0.12
+    assert drift.psi_chance(expected, counts, 540) == pytest.approx(stats.chi2.sf(54 * pearson, 3))
+    value = drift.psi(expected, counts)  # 0.116
+    assert drift.psi_level(value, drift.psi_chance(expected, counts, 540)) == "warning"
+    strong = [40, 10, 5, 5]
+    assert drift.psi(expected, strong) > 0.25
+    assert drift.psi_level(drift.psi(expected, strong), drift.psi_chance(expected, strong, 540)) == "alert"
+    # what 30 images in 10 bins often show: PSI above 0.25, and a warning only
+    few = [6, 5, 1, 4, 2, 3, 1, 3, 4, 1]
+    assert drift.psi([0.1] * 10, few) > 0.25
+    assert drift.psi_level(drift.psi([0.1] * 10, few), drift.psi_chance([0.1] * 10, few, 300)) == "warning"
+
+
+def test_an_empty_bin_is_not_called_a_shift() -> None:
+    # 60 images of the reference distribution, one of ten bins empty by chance (0.9^60 = 0.2% a bin): PSI's
+    # floored log makes that 0.7, the Pearson sum a few images short; no alert
+    counts = [9, 9, 4, 6, 6, 7, 8, 5, 6, 0]
+    value = drift.psi([0.1] * 10, counts)
+    assert value > 0.6
+    chance = drift.psi_chance([0.1] * 10, counts, 1000)
+    assert chance > 0.01 and drift.psi_level(value, chance) == "warning"
+    # a real shift still alerts: half the images in one bin
+    shifted = [30, 4, 4, 4, 4, 4, 4, 3, 3, 0]
+    assert drift.psi_level(drift.psi([0.1] * 10, shifted), drift.psi_chance([0.1] * 10, shifted, 1000)) == "alert"
 
 
 def test_concept_drift_needs_more_disagreement_than_the_model_expects() -> None:

@@ -11,7 +11,9 @@ import pandas as pd
 import pytest
 
 from dermascan.export import split_images
-from dermascan.inference.bundle import BundleError, verify_bundle
+from dermascan.inference import Predictor
+from dermascan.inference.bundle import BundleError, load_bundle, verify_bundle
+from dermascan.inference.embedding import EMBEDDING_FILE
 from dermascan.monitoring.features import FEATURES
 from dermascan.monitoring.reference import (
     REFERENCE_FILE,
@@ -38,7 +40,21 @@ def test_export_writes_a_checksummed_reference(sim_bundle: Path, tmp_path: Path)
     ref = load_reference(sim_bundle)
     assert set(ref.features) == set(FEATURES)
     assert ref.n_train > 0 and ref.n_held_out > 0 and 0 <= ref.flag_rate <= 1
-    assert ref.embeddings.shape == (min(ref.n_held_out, 300), 7)
+    # the embedding sample: the held-out penultimate features through the projection the bundle ships
+    assert ref.embedding_space == "penultimate"
+    assert manifest["embedding"] == {"file": EMBEDDING_FILE} and EMBEDDING_FILE in manifest["files"]
+    projection = load_bundle(sim_bundle).projection
+    assert projection is not None and projection.n_fitted == ref.n_held_out
+    assert ref.embeddings.shape == (min(ref.n_held_out, 300), projection.dims)
+    # the reference was projected the way the Predictor projects served images: same model, same numbers
+    image = split_images(sim_bundle.parent / "run", "test")[0]
+    with Predictor.from_path(sim_bundle, runtime="onnxruntime") as served:
+        (pred,) = served.predict([image])
+    assert pred.embedding is not None and pred.embedding.shape == (projection.dims,)
+    assert len(pred.embedding_list()) == projection.dims
+    # PCA on the held-out features: variance shares decreasing, and the sample centred where it was fitted
+    assert np.all(np.diff(projection.explained) <= 1e-6) and 0 < projection.explained.sum() <= 1 + 1e-6
+    assert np.abs(ref.embeddings.mean(axis=0)).max() < 0.5 * ref.embeddings.std(axis=0).max()
     assert sum(ref.class_mix.values()) == pytest.approx(1.0)
     for f in ref.features.values():
         assert sum(f.expected) == pytest.approx(1.0) and f.low <= f.high

@@ -6,11 +6,16 @@ import json
 import socket
 from pathlib import Path
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 from tests.serving.conftest import jpeg, start_service
 from typer.testing import CliRunner
 
 from dermascan.cli import app
+from dermascan.inference.bundle import load_bundle
 from dermascan.monitoring.service import parse_metrics, scrape
+from dermascan.store import make_engine
+from dermascan.store.models import PredictionRow
 
 
 def _down_url() -> str:
@@ -30,6 +35,13 @@ def test_the_monitor_reads_error_rate_and_queue_depth_from_the_service(sim_bundl
         assert (up.requests, up.client_errors, up.server_errors, up.error_rate) == (4, 1, 0, 0.0)
         assert up.queue_depth == 0 and up.inference_ms_mean is not None and up.inference_ms_mean > 0
         assert unreachable.url == down and unreachable.error and unreachable.requests is None
+        # each answer stored its embedding: the penultimate features through the bundle's projection
+        engine = make_engine(live.db_url)
+        with Session(engine) as session:
+            stored = session.scalars(select(PredictionRow.embedding)).all()
+        engine.dispose()
+        dims = load_bundle(sim_bundle).projection.dims  # type: ignore[union-attr]
+        assert len(stored) == 3 and all(len(e) == dims and all(isinstance(v, float) for v in e) for e in stored)
 
         out = tmp_path / "m"
         result = CliRunner().invoke(app, ["monitor", "--db", live.db_url, "--bundle", str(sim_bundle),

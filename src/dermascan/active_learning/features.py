@@ -93,7 +93,7 @@ class Scorer:
             kept += [b.name for b in good]
             x = np.stack([b.x for b in good])  # (B, 3, S, S)
             with self._embeddings(embeddings) as captured:
-                logits, _ = p.infer(x)  # (B, K)
+                logits = p.infer(x).logits  # (B, K)
             probs.append(p.probabilities(logits))
             if embeddings:
                 feats.append(np.concatenate(captured))  # (B, D)

@@ -1,7 +1,7 @@
 """Heat maps that show why a model decided: Grad-CAM (CNN), attention and attention rollout (ViT).
 
 * :func:`grad_cam`, :func:`attention_maps`: the explain path, hooks on named layers, ``forward`` untouched.
-* :func:`heatmap_model`: a wrapper returning ``(logits, maps)`` from one traceable pass, for export.
+* :func:`heatmap_model`: a wrapper returning ``(logits, maps, features)`` from one traceable pass, for export.
 * :mod:`dermascan.explain.render`: maps -> heat over the original image -> overlay -> base64 PNG, with
   numpy and PIL only.
 * :func:`explain_image`, :func:`write_explanation`: one image end to end (the CLI's ``dermascan explain``).

@@ -1,6 +1,7 @@
-"""A model wrapper that returns class scores *and* heat maps from one forward pass, for export.
+"""A model wrapper that returns class scores, heat maps *and* the embedding from one forward pass, for export.
 
-``heatmap_model(model)(x) -> (logits (B, K), maps (B, M, h, w))`` uses only plain tensor ops, so it exports
+``heatmap_model(model)(x) -> (logits (B, K), maps (B, M, h, w), features (B, D))`` uses only plain tensor ops,
+so it exports
 with ``torch.onnx.export`` (dynamo and legacy) and ``torch.jit.trace`` with a dynamic batch axis, and a
 deployed bundle gets its heat map without autograd, hooks or a second pass:
 
@@ -15,6 +16,10 @@ deployed bundle gets its heat map without autograd, hooks or a second pass:
   the embedding and blocks ``0 .. L-2`` as the model does and computes the last block's attention
   explicitly. Rewriting that one block is allowed here (and only here): the plain model keeps its fused
   attention kernels, and the explain path still reads attention through hooks.
+
+``features`` is the penultimate embedding the classifier reads (the pooled last-stage features of a CNN, the
+normalised class token of a ViT): the logits are ``fc(features)``. Drift monitoring compares it with the
+training reference (:mod:`dermascan.monitoring.embedding`); it costs nothing extra, it is computed anyway.
 
 The wrapper shares the model's parameters (no copy) and its logits equal the plain model's.
 """
@@ -47,17 +52,17 @@ class _HeatmapModel(nn.Module):
 
 
 class TorchvisionResNetCAM(_HeatmapModel):
-    """CAM for every class from a torchvision ResNet: ``(logits (B, K), maps (B, K, h, w))``."""
+    """CAM for every class from a torchvision ResNet: ``(logits (B, K), maps (B, K, h, w), features (B, C))``."""
 
     kind: MapKind = "cam"
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         m = self.model
         f = m.maxpool(m.relu(m.bn1(m.conv1(x))))
         f = m.layer4(m.layer3(m.layer2(m.layer1(f))))  # (B, C, h, w): the Grad-CAM layer's output
-        logits = m.fc(torch.flatten(m.avgpool(f), 1))  # (B, K)
+        pooled = torch.flatten(m.avgpool(f), 1)  # (B, C)
         maps = torch.einsum("kc,bchw->bkhw", m.fc.weight, f)  # (B, K, h, w)
-        return logits, maps
+        return m.fc(pooled), maps, pooled
 
 
 class TimmCNNCAM(_HeatmapModel):
@@ -65,12 +70,12 @@ class TimmCNNCAM(_HeatmapModel):
 
     kind: MapKind = "cam"
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         m = self.model
         f = m.forward_features(x)  # (B, C, h, w)
-        logits = m.forward_head(f)  # (B, K)
+        pooled = m.forward_head(f, pre_logits=True)  # (B, C)
         maps = torch.einsum("kc,bchw->bkhw", m.get_classifier().weight, f)  # (B, K, h, w)
-        return logits, maps
+        return m.get_classifier()(pooled), maps, pooled
 
 
 class TorchvisionViTAttention(_HeatmapModel):
@@ -82,7 +87,7 @@ class TorchvisionViTAttention(_HeatmapModel):
         super().__init__(model)
         self.grid = model.image_size // model.patch_size
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         m = self.model
         enc = m.encoder
         t = m._process_input(x)  # (B, P, D)
@@ -98,9 +103,9 @@ class TorchvisionViTAttention(_HeatmapModel):
         y, attn = last.self_attention(y, y, y, need_weights=True, average_attn_weights=False)  # attn (B, H, N, N)
         t = last.dropout(y) + t
         t = t + last.mlp(last.ln_2(t))  # (B, N, D)
-        logits = m.heads(enc.ln(t)[:, 0])  # (B, K)
+        cls_out = enc.ln(t)[:, 0]  # (B, D)
         maps = cls_attention(attn, 1).mean(dim=1, keepdim=True)  # (B, 1, P)
-        return logits, maps.reshape(-1, 1, self.grid, self.grid)  # (B, 1, h, w)
+        return m.heads(cls_out), maps.reshape(-1, 1, self.grid, self.grid), cls_out  # (B, K), (B, 1, h, w), (B, D)
 
 
 class TimmViTAttention(_HeatmapModel):
@@ -121,7 +126,7 @@ class TimmViTAttention(_HeatmapModel):
         gh, gw = model.patch_embed.grid_size
         self.grid = (int(gh), int(gw))
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         m = self.model
         t = m.norm_pre(m.patch_drop(m._pos_embed(m.patch_embed(x))))  # (B, N, D)
         blocks = list(m.blocks)
@@ -134,9 +139,10 @@ class TimmViTAttention(_HeatmapModel):
         qkv = a.qkv(y).reshape(b, n, 3, a.num_heads, a.head_dim).permute(2, 0, 3, 1, 4)  # (3, B, H, N, hd)
         q, k = a.q_norm(qkv[0]), a.k_norm(qkv[1])  # (B, H, N, hd)
         attn = ((q * a.scale) @ k.transpose(-2, -1)).softmax(dim=-1)  # (B, H, N, N)
-        logits = m.forward_head(m.norm(last(t)))  # (B, K)
+        t = m.norm(last(t))  # (B, N, D)
+        pooled = m.forward_head(t, pre_logits=True)  # (B, D)
         maps = cls_attention(attn, self.num_prefix_tokens, self.has_class_token).mean(dim=1, keepdim=True)  # (B, 1, P)
-        return logits, maps.reshape(-1, 1, *self.grid)  # (B, 1, h, w)
+        return m.head(pooled), maps.reshape(-1, 1, *self.grid), pooled  # (B, K), (B, 1, h, w), (B, D)
 
 
 class UnsupportedArchitectureError(DermaScanError, ValueError):
@@ -165,7 +171,7 @@ def _timm_vit_supported(model: nn.Module) -> bool:
 
 
 def heatmap_model(model: nn.Module) -> nn.Module:
-    """Wrap ``model`` so one forward pass returns ``(logits (B, K), maps (B, M, h, w))``.
+    """Wrap ``model`` so one forward pass returns ``(logits (B, K), maps (B, M, h, w), features (B, D))``.
 
     ``M = K`` CAMs (one per class) for a CNN, ``M = 1`` attention map for a ViT; the wrapper's ``kind``
     attribute says which (``"cam"`` / ``"attention"``). Maps are raw: render them with

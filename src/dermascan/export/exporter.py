@@ -25,6 +25,7 @@ from dermascan.inference.bundle import (
     run_card,
     write_manifest,
 )
+from dermascan.inference.embedding import EMBEDDING_FILE, write_projection
 from dermascan.monitoring.reference import REFERENCE_FILE
 from dermascan.runs import load_run
 
@@ -143,13 +144,16 @@ def export_bundle(
     try:
         if include_weights:
             _write_weights(model, tmp / WEIGHTS_FILE)
-        has_reference = reference and _write_reference(model, card, run_path, tmp)
+        has_reference, has_projection = (
+            _write_reference(model, card, run_path, tmp, kind) if reference else (False, False)
+        )
         for float_ends in attempts:
             outputs = _write_model(graph, tmp, fmt, precision, card.preprocessing.input_size, calibration, float_ends)
             manifest = bundle_manifest(
                 card, run_path, loaded.hparams, op_raw, fmt, precision, outputs, kind, include_weights
             )
             manifest["reference"] = {"file": REFERENCE_FILE} if has_reference else None
+            manifest["embedding"] = {"file": EMBEDDING_FILE} if has_projection else None
             if calibration is not None:
                 manifest["model"]["quantization"] = {
                     "method": "post-training static, QDQ (onnxruntime.quantization)",
@@ -187,9 +191,13 @@ def export_bundle(
     return out
 
 
-def _write_reference(model: nn.Module, card: ModelCard, run_dir: Path, folder: Path) -> bool:
-    """Write the monitoring reference into the bundle folder; ``False`` (warned) when the run's splits or data
-    set are not here, since a bundle without one still serves (the monitor then says how to get one)."""
+def _write_reference(
+    model: nn.Module, card: ModelCard, run_dir: Path, folder: Path, kind: str | None
+) -> tuple[bool, bool]:
+    """Write the monitoring reference into the bundle folder, and the embedding projection beside it when the graph
+    returns the penultimate features (a heat-map head, ``kind``). ``(reference written, projection written)``;
+    no reference (warned) when the run's splits or data set are not here, since a bundle without one still
+    serves (the monitor then says how to get one)."""
     from dermascan.monitoring.reference import ReferenceError, reference_from_images, write_reference
 
     try:
@@ -199,7 +207,7 @@ def _write_reference(model: nn.Module, card: ModelCard, run_dir: Path, folder: P
         val, test = (split_images(run_dir, s, one_per_lesion=True) for s in ("val", "test"))
     except ValueError as e:
         log.warning("no monitoring reference in the bundle: %s", e)
-        return False
+        return False, False
     # The predictions' reference comes from images the model never fitted. The validation split chose the
     # checkpoint and its melanomas the threshold, so it flags more than new traffic will (measured on a small run:
     # 0.40 on validation + test against 0.33 on 9,000 new images): the test split alone when it is large enough,
@@ -207,14 +215,16 @@ def _write_reference(model: nn.Module, card: ModelCard, run_dir: Path, folder: P
     held_out = test if len(test) >= MIN_HELD_OUT else val + test
     if not train or not held_out:
         log.warning("no monitoring reference in the bundle: the run's train or held-out splits are empty")
-        return False
+        return False, False
     try:
-        ref = reference_from_images(reference_predictor(model, card, None), train, held_out)
+        ref, projection = reference_from_images(reference_predictor(model, card, kind), train, held_out)
     except ReferenceError as e:
         log.warning("no monitoring reference in the bundle: %s", e)
-        return False
+        return False, False
     write_reference(folder, ref)
-    return True
+    if projection is not None:
+        write_projection(folder, projection)
+    return True, projection is not None
 
 
 def _expand(images: Sequence[ImageInput]) -> list[ImageInput]:

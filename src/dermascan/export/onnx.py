@@ -1,8 +1,9 @@
 """ONNX export (``torch.onnx.export``), the main deployable artifact.
 
 The graph takes ``image`` (batch, 3, S, S) float32 and returns ``logits`` (batch, K) and, for a model
-wrapped by :func:`dermascan.explain.heatmap_model`, ``maps`` (batch, M, h, w): one forward pass gives the
-diagnosis and what its heat map needs, with no autograd or second pass at serving time.
+wrapped by :func:`dermascan.explain.heatmap_model`, ``maps`` (batch, M, h, w) and ``features`` (batch, D), the
+penultimate embedding: one forward pass gives the diagnosis, what its heat map needs and what embedding drift
+reads, with no autograd or second pass at serving time.
 
 The batch axis is dynamic. The dynamo exporter (the default since torch 2.9) has been seen to fix a ViT
 at batch 1 when traced at batch 1, so the model is traced at batch 2 and the written graph is checked: its
@@ -29,6 +30,8 @@ from dermascan.errors import DermaScanError
 
 log = logging.getLogger(__name__)
 
+#: The graph's outputs, in order; a plain classifier has the first only.
+OUTPUT_NAMES = ("logits", "maps", "features")
 #: ONNX opset written (18: LayerNormalization and friends as single ops; ORT >= 1.14, OpenVINO >= 2023).
 OPSET = 18
 INPUT_NAME = "image"
@@ -58,11 +61,12 @@ class CastWrapper(nn.Module):
 
 
 def output_names(model: nn.Module, input_size: int) -> list[str]:
-    """``["logits"]`` or ``["logits", "maps"]``, from a probe forward pass."""
+    """The first of :data:`OUTPUT_NAMES` the model returns (``logits``; with a heat-map head also ``maps`` and
+    ``features``), from a probe forward pass."""
     with torch.inference_mode():
         param = next(model.parameters())
         out = model(torch.zeros(1, 3, input_size, input_size, dtype=param.dtype, device=param.device))
-    return ["logits", "maps"] if isinstance(out, tuple) else ["logits"]
+    return list(OUTPUT_NAMES[: len(out) if isinstance(out, tuple) else 1])
 
 
 def export_onnx(
@@ -71,7 +75,8 @@ def export_onnx(
     """Export ``model`` (eval mode, CPU, float32) to ``path`` with a dynamic batch axis.
 
     Args:
-        model: a classifier, or a :func:`~dermascan.explain.heatmap_model` wrapper returning ``(logits, maps)``.
+        model: a classifier, or a :func:`~dermascan.explain.heatmap_model` wrapper returning ``(logits, maps,
+            features)``.
         path: the ``.onnx`` file to write (weights inline; ViT-B/16 is 330 MB, far below protobuf's 2 GB).
         input_size: square input side.
         precision: ``fp32``, ``fp16`` (half-precision graph) or ``bf16`` (the fp32 graph; see module docs).
@@ -194,4 +199,13 @@ def check_onnx(
             raise ONNXExportError(f"{path}: at batch {b} the logits differ from the eager model by {diff:.3g}")
 
 
-__all__ = ["INPUT_NAME", "OPSET", "CastWrapper", "ONNXExportError", "check_onnx", "export_onnx", "output_names"]
+__all__ = [
+    "INPUT_NAME",
+    "OPSET",
+    "OUTPUT_NAMES",
+    "CastWrapper",
+    "ONNXExportError",
+    "check_onnx",
+    "export_onnx",
+    "output_names",
+]

@@ -5,7 +5,8 @@ comparison isolates the export and the runtime. Compared: calibrated probabiliti
 difference), the primary diagnosis (DermaScan's decision rule at the locked threshold) and the melanoma
 flag, and, when both return them, the heat map a clinician would see: the map of the reference's primary
 class (a ViT's one attention map), after the renderer's ReLU and min-max normalisation; per image the
-largest absolute difference, reported as the maximum and the 95th percentile over the images.
+largest absolute difference, reported as the maximum and the 95th percentile over the images; and the
+penultimate features embedding drift reads (per image the relative L2 difference ``|f - f'| / |f|``).
 
 Criteria (:func:`criteria`):
 
@@ -15,6 +16,9 @@ Criteria (:func:`criteria`):
   images (reduced precision moves probabilities by ~1e-3, int8 by ~1e-1; what must not move is the decision),
   and 95% of the displayed heat maps are within 0.1 of the eager ones. A maximum would let one nearly flat
   map fail the export; the percentile still catches a heat-map output that reduced precision broke.
+* features, at every precision: the largest relative difference below 1e-3 (fp32), the 95th percentile below
+  0.1 (reduced precision). The monitor compares served embeddings with a reference the eager model measured:
+  a runtime that moved them would raise embedding drift on every window.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import numpy as np
 
 from dermascan.errors import DermaScanError
 from dermascan.explain.render import normalize_map
+from dermascan.inference.backends import Outputs
 from dermascan.inference.predictor import ImageInput, Predictor
 
 #: fp32: largest allowed absolute probability difference.
@@ -38,6 +43,10 @@ FP32_MAP_TOL = 1e-2
 MIN_AGREEMENT = 0.995
 #: fp16/bf16/int8: largest allowed 95th percentile of the displayed heat maps' differences.
 REDUCED_MAP_P95_TOL = 0.1
+#: fp32: largest allowed relative difference of the penultimate features.
+FP32_FEATURE_TOL = 1e-3
+#: fp16/bf16/int8: largest allowed 95th percentile of the features' relative differences.
+REDUCED_FEATURE_P95_TOL = 0.1
 
 
 class ExportParityError(DermaScanError, RuntimeError):
@@ -65,6 +74,8 @@ class ParityReport:
         p95_abs_map_diff: 95th percentile over the images of that per-image difference (``None``: no maps).
         criterion: the rule applied.
         passed: whether the criterion holds.
+        max_rel_feature_diff: largest relative difference of the penultimate features (``None``: no features).
+        p95_rel_feature_diff: its 95th percentile over the images.
     """
 
     runtime: str
@@ -78,6 +89,8 @@ class ParityReport:
     p95_abs_map_diff: float | None
     criterion: str
     passed: bool
+    max_rel_feature_diff: float | None = None
+    p95_rel_feature_diff: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -88,6 +101,8 @@ class ParityReport:
             if self.max_abs_map_diff is None
             else f", heat map diff max {self.max_abs_map_diff:.2e} / p95 {self.p95_abs_map_diff:.2e}"
         )
+        if self.max_rel_feature_diff is not None:
+            maps += f", features rel. diff max {self.max_rel_feature_diff:.2e} / p95 {self.p95_rel_feature_diff:.2e}"
         return (
             f"{self.runtime} ({self.precision} bundle, computing in {self.compute_precision}) on {self.n_images} "
             f"images: max |dp| {self.max_abs_prob_diff:.2e}, "
@@ -99,8 +114,14 @@ class ParityReport:
 def criteria(precision: str) -> str:
     """Human-readable rule for ``precision``."""
     if precision == "fp32":
-        return f"max |dp| < {FP32_PROB_TOL:g} and max |dmap| < {FP32_MAP_TOL:g}"
-    return f"primary and flag agreement >= {MIN_AGREEMENT:.1%} and p95 |dmap| <= {REDUCED_MAP_P95_TOL:g}"
+        return (
+            f"max |dp| < {FP32_PROB_TOL:g}, max |dmap| < {FP32_MAP_TOL:g} and max features rel. diff < "
+            f"{FP32_FEATURE_TOL:g}"
+        )
+    return (
+        f"primary and flag agreement >= {MIN_AGREEMENT:.1%}, p95 |dmap| <= {REDUCED_MAP_P95_TOL:g} and p95 features "
+        f"rel. diff <= {REDUCED_FEATURE_P95_TOL:g}"
+    )
 
 
 def passes(
@@ -110,13 +131,17 @@ def passes(
     flag_agreement: float,
     max_abs_map_diff: float | None = None,
     p95_abs_map_diff: float | None = None,
+    max_rel_feature_diff: float | None = None,
+    p95_rel_feature_diff: float | None = None,
 ) -> bool:
-    """Whether the figures meet the criterion for ``precision`` (map figures ``None``: no heat maps)."""
+    """Whether the figures meet the criterion for ``precision`` (map or feature figures ``None``: none)."""
     if precision == "fp32":
         maps_ok = max_abs_map_diff is None or max_abs_map_diff < FP32_MAP_TOL
-        return math.isfinite(max_abs_prob_diff) and max_abs_prob_diff < FP32_PROB_TOL and maps_ok
+        feats_ok = max_rel_feature_diff is None or max_rel_feature_diff < FP32_FEATURE_TOL
+        return math.isfinite(max_abs_prob_diff) and max_abs_prob_diff < FP32_PROB_TOL and maps_ok and feats_ok
     maps_ok = p95_abs_map_diff is None or p95_abs_map_diff <= REDUCED_MAP_P95_TOL
-    return primary_agreement >= MIN_AGREEMENT and flag_agreement >= MIN_AGREEMENT and maps_ok
+    feats_ok = p95_rel_feature_diff is None or p95_rel_feature_diff <= REDUCED_FEATURE_P95_TOL
+    return primary_agreement >= MIN_AGREEMENT and flag_agreement >= MIN_AGREEMENT and maps_ok and feats_ok
 
 
 def compare(
@@ -124,7 +149,7 @@ def compare(
     candidate: Predictor,
     batches: Sequence[np.ndarray],
     precision: str | None = None,
-    reference_outputs: Sequence[tuple[np.ndarray, np.ndarray | None]] | None = None,
+    reference_outputs: Sequence[Outputs] | None = None,
     progress: bool = False,
 ) -> ParityReport:
     """Run both predictors on the same preprocessed batches and compare their outputs.
@@ -149,12 +174,13 @@ def compare(
         raise ValueError("parity needs at least one image")
     dp, same_primary, same_flag = 0.0, 0, 0
     map_diffs: list[float] = []  # per image
+    feature_diffs: list[float] = []  # per image
     from tqdm import tqdm
 
     bar = tqdm(batches, desc=f"parity {candidate.runtime}", unit="batch", disable=not progress, leave=False)
     for i, x in enumerate(bar):
-        ref_logits, ref_maps = reference_outputs[i] if reference_outputs is not None else reference.infer(x)
-        cand_logits, cand_maps = candidate.infer(x)
+        ref_logits, ref_maps, ref_feats = reference_outputs[i] if reference_outputs is not None else reference.infer(x)
+        cand_logits, cand_maps, cand_feats = candidate.infer(x)
         p_ref, p_cand = reference.probabilities(ref_logits), candidate.probabilities(cand_logits)  # (B, K)
         dp = max(dp, float(np.abs(p_ref - p_cand).max()) if np.isfinite(p_cand).all() else math.inf)
         k_ref, f_ref = reference.decide(p_ref)
@@ -169,9 +195,14 @@ def compare(
                 float(np.abs(normalize_map(ra[j]) - normalize_map(ca[j])).max())
                 for ra, ca, j in zip(ref_maps, cand_maps, shown, strict=True)
             ]
+        if ref_feats is not None and cand_feats is not None:
+            scale = np.maximum(np.linalg.norm(ref_feats, axis=1), 1e-6)  # (B,); a ReLU'd CNN vector is never ~0
+            feature_diffs += (np.linalg.norm(cand_feats - ref_feats, axis=1) / scale).tolist()
     primary, flag = same_primary / n, same_flag / n
     dmap = max(map_diffs) if map_diffs else None
     dmap95 = float(np.percentile(map_diffs, 95)) if map_diffs else None
+    dfeat = max(feature_diffs) if feature_diffs else None
+    dfeat95 = float(np.percentile(feature_diffs, 95)) if feature_diffs else None
     return ParityReport(
         runtime=candidate.runtime,
         precision=precision,
@@ -183,7 +214,9 @@ def compare(
         max_abs_map_diff=dmap,
         p95_abs_map_diff=dmap95,
         criterion=criteria(precision),
-        passed=passes(precision, dp, primary, flag, dmap, dmap95),
+        passed=passes(precision, dp, primary, flag, dmap, dmap95, dfeat, dfeat95),
+        max_rel_feature_diff=dfeat,
+        p95_rel_feature_diff=dfeat95,
     )
 
 
@@ -215,9 +248,11 @@ def prepare_batches(
 
 
 __all__ = [
+    "FP32_FEATURE_TOL",
     "FP32_MAP_TOL",
     "FP32_PROB_TOL",
     "MIN_AGREEMENT",
+    "REDUCED_FEATURE_P95_TOL",
     "REDUCED_MAP_P95_TOL",
     "ExportParityError",
     "ParityReport",

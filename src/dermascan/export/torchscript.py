@@ -36,7 +36,8 @@ def export_torchscript(model: nn.Module, path: str | Path, input_size: int, prec
     """Trace ``model`` (eval, CPU, float32) and save it to ``path``.
 
     Args:
-        model: a classifier or a :func:`~dermascan.explain.heatmap_model` wrapper returning ``(logits, maps)``.
+        model: a classifier or a :func:`~dermascan.explain.heatmap_model` wrapper returning ``(logits, maps,
+            features)``.
         path: the archive to write (``model.ts``).
         input_size: square input side.
         precision: ``fp32``, ``fp16`` or ``bf16`` (see the module docstring).

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -39,6 +39,15 @@ def onnxruntime_providers() -> list[str]:
     return [p for p in order if p in present]
 
 
+class Outputs(NamedTuple):
+    """A batch's raw outputs: ``logits`` float32 (B, K); ``maps`` (B, M, h, w) and ``features`` (B, D), the
+    penultimate embedding, or ``None`` when the model has no heat-map head (a plain classifier graph)."""
+
+    logits: np.ndarray
+    maps: np.ndarray | None = None
+    features: np.ndarray | None = None
+
+
 class Backend(ABC):
     """One loaded model on one runtime.
 
@@ -53,15 +62,11 @@ class Backend(ABC):
     device: str = "cpu"
 
     @abstractmethod
-    def run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    def run(self, x: np.ndarray) -> Outputs:
         """Raw outputs for a batch.
 
         Args:
             x: float32 array (B, 3, S, S), preprocessed.
-
-        Returns:
-            ``(logits, maps)``: float32 (B, K) and float32 (B, M, h, w), or ``None`` when the model has no
-            heat-map output.
         """
 
     def describe(self) -> dict[str, Any]:
@@ -72,10 +77,9 @@ class Backend(ABC):
         """Free the runtime's resources early (optional)."""
 
 
-def _split_outputs(outputs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
-    logits = np.asarray(outputs[0], dtype=np.float32)
-    maps = np.asarray(outputs[1], dtype=np.float32) if len(outputs) > 1 else None
-    return logits, maps
+def _split_outputs(outputs: list[np.ndarray]) -> Outputs:
+    # a bundle exported before the features output has (logits, maps): its features are None
+    return Outputs(*(np.asarray(o, dtype=np.float32) for o in outputs[:3]))
 
 
 class OnnxRuntimeBackend(Backend):
@@ -131,7 +135,7 @@ class OnnxRuntimeBackend(Backend):
         if precision == "bf16":
             log.info("onnxruntime has no bf16 convolution: running the bf16 bundle's fp32 graph in fp32")
 
-    def run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    def run(self, x: np.ndarray) -> Outputs:
         return _split_outputs(self.session.run(None, {self.input_name: np.ascontiguousarray(x, np.float32)}))
 
 
@@ -173,14 +177,14 @@ class OpenVINOBackend(Backend):
         self.precision = "int8" if precision == "int8" else {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}[hint]
         self.n_outputs = len(self.compiled.outputs)
 
-    def run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    def run(self, x: np.ndarray) -> Outputs:
         result = self.request.infer({0: np.ascontiguousarray(x, np.float32)})
         # The request reuses its output buffers on the next call: copy out.
         return _split_outputs([np.array(result[self.compiled.output(i)]) for i in range(self.n_outputs)])
 
 
 class TorchBackend(Backend):
-    """A PyTorch module (eager, compiled or TorchScript) returning logits or ``(logits, maps)``.
+    """A PyTorch module (eager, compiled or TorchScript) returning logits or ``(logits, maps, features)``.
 
     Args:
         module: the model (already wrapped by ``heatmap_model`` when maps are wanted), or a TorchScript module.
@@ -223,7 +227,7 @@ class TorchBackend(Backend):
         self.input_dtype = dtype
         self.module = module
 
-    def run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    def run(self, x: np.ndarray) -> Outputs:
         torch = self.torch
         with torch.inference_mode():
             t = torch.from_numpy(np.ascontiguousarray(x, np.float32)).to(self.device, self.input_dtype)
@@ -236,6 +240,7 @@ __all__ = [
     "Backend",
     "OnnxRuntimeBackend",
     "OpenVINOBackend",
+    "Outputs",
     "RuntimeUnavailableError",
     "TorchBackend",
     "onnxruntime_providers",

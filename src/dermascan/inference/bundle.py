@@ -42,6 +42,7 @@ from dermascan.config import Preprocessing
 from dermascan.data.fingerprint import file_sha256
 from dermascan.decision import DecisionPolicy, UncalibratedWarning
 from dermascan.errors import DermaScanError
+from dermascan.inference.embedding import EMBEDDING_FILE, EmbeddingProjection, read_projection
 from dermascan.taxonomy import CLASSES, MELANOMA_INDEX
 
 if TYPE_CHECKING:
@@ -197,6 +198,8 @@ class Bundle:
         heatmap: kind of maps the graph returns as its second output (``cam`` / ``attention``), or ``None``
             when the graph returns logits only.
         weights_file: the state dict, when the bundle carries one (for the PyTorch runtimes).
+        projection: the embedding projection (``embedding.json``, see :mod:`dermascan.inference.embedding`), when
+            the graph returns the penultimate features and the export fitted one.
     """
 
     path: Path
@@ -207,6 +210,7 @@ class Bundle:
     precision: str
     heatmap: str | None
     weights_file: Path | None
+    projection: EmbeddingProjection | None = None
 
 
 def bundle_digest(folder: str | os.PathLike[str]) -> str:
@@ -259,15 +263,21 @@ def load_bundle(folder: str | os.PathLike[str], verify: bool = True, digest: str
         model_file = folder / model["file"]
         weights = manifest.get("weights")
         weights_file = folder / weights["file"] if weights else None
+        embedding = manifest.get("embedding")
+        projection_file = folder / embedding["file"] if embedding else None
     except KeyError as e:
         raise BundleError(f"{folder}/{MANIFEST_NAME}: required field {e} is missing; export the bundle again") from e
     except (TypeError, ValueError) as e:
         if isinstance(e, BundleError):
             raise
         raise BundleError(f"{folder}/{MANIFEST_NAME}: invalid field ({e}); export the bundle again") from e
-    for f in (model_file, weights_file):
+    for f in (model_file, weights_file, projection_file):
         if f is not None and f.name not in manifest["files"]:
             raise BundleError(f"{folder}: {f.name} is used by the manifest but not covered by its checksums")
+    try:
+        projection = read_projection(projection_file) if projection_file is not None else None
+    except (KeyError, TypeError, ValueError) as e:
+        raise BundleError(f"{folder}/{EMBEDDING_FILE}: invalid ({e}); export the bundle again") from e
     if not card.policy.calibrated:
         warnings.warn(
             f"bundle {folder} is uncalibrated (no operating point): the argmax decides melanoma and there are "
@@ -275,7 +285,7 @@ def load_bundle(folder: str | os.PathLike[str], verify: bool = True, digest: str
             UncalibratedWarning,
             stacklevel=2,
         )
-    return Bundle(folder, manifest, card, fmt, model_file, precision, model.get("heatmap"), weights_file)
+    return Bundle(folder, manifest, card, fmt, model_file, precision, model.get("heatmap"), weights_file, projection)
 
 
 # ---------------------------------------------------------------------------------------------- runs

@@ -4,7 +4,8 @@ image (path, bytes, PIL or array) -> decode (:func:`dermascan.data.io.load_image
 conversions, size limits) -> the model's own preprocessing (:mod:`dermascan.data.preprocess`, numpy)
 -> runtime (:mod:`dermascan.inference.runtimes`) -> temperature-scaled probabilities -> DermaScan's decision
 rule at the locked melanoma threshold (:func:`dermascan.decision.decide`) -> risk band ->
-optional heat map from the same forward pass (:mod:`dermascan.explain.render`).
+optional heat map from the same forward pass (:mod:`dermascan.explain.render`), and the embedding drift
+monitoring stores (the penultimate features through the bundle's projection, :mod:`dermascan.inference.embedding`).
 
 Uncalibrated models (a run without ``operating_point.json``): temperature 1, the plain argmax decides, the
 melanoma flag means "the argmax is melanoma", ``risk_band`` is ``None``, and an ``UncalibratedWarning`` is
@@ -30,7 +31,9 @@ from PIL import Image
 
 from dermascan.data.io import ImageError
 from dermascan.decision import DecisionPolicy, apply_temperature, risk_band
+from dermascan.inference.backends import Outputs
 from dermascan.inference.bundle import Bundle, ModelCard, is_bundle, load_bundle, model_card, run_card
+from dermascan.inference.embedding import EmbeddingProjection
 from dermascan.inference.inputs import Prepared, expand_paths, name_of, prepare_image
 from dermascan.inference.results import ImageInput, Prediction, PredictionError, Result, write_overlay
 from dermascan.inference.runtimes import Backend, backend_for_bundle, backend_for_model
@@ -51,16 +54,25 @@ class Predictor:
         heatmap_kind: ``cam`` / ``attention`` when the backend returns maps, else ``None``.
         workers: threads that decode and preprocess images in parallel (PIL releases the GIL).
         batch_size: largest batch sent to the runtime at once.
+        projection: projects the graph's penultimate features to each prediction's ``embedding`` (a bundle's
+            ``embedding.json``); ``None``: predictions carry no embedding.
     """
 
     def __init__(
-        self, backend: Backend, card: ModelCard, heatmap_kind: str | None = None, workers: int = 2, batch_size: int = 16
+        self,
+        backend: Backend,
+        card: ModelCard,
+        heatmap_kind: str | None = None,
+        workers: int = 2,
+        batch_size: int = 16,
+        projection: EmbeddingProjection | None = None,
     ) -> None:
         if workers < 1 or batch_size < 1:
             raise ValueError(f"workers and batch_size must be >= 1, got {workers} and {batch_size}")
         self.backend = backend
         self.card = card
         self.heatmap_kind = heatmap_kind
+        self.projection = projection
         self.workers = workers
         self.batch_size = batch_size
         self._lock = threading.Lock()
@@ -122,7 +134,7 @@ class Predictor:
         if is_bundle(path):
             bundle: Bundle = load_bundle(path, digest=digest)
             backend = backend_for_bundle(bundle, runtime, precision, device, threads)
-            return cls(backend, bundle.card, bundle.heatmap, workers, batch_size)
+            return cls(backend, bundle.card, bundle.heatmap, workers, batch_size, bundle.projection)
         if digest is not None:
             raise ValueError(f"digest pins a bundle, but {path} is a run folder or checkpoint")
         from dermascan.runs import load_run
@@ -204,23 +216,22 @@ class Predictor:
         """Decode and preprocess one image; errors are caught and returned, never raised."""
         return prepare_image(item, self.card.preprocessing, name)
 
-    def infer(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    def infer(self, x: np.ndarray) -> Outputs:
         """Raw runtime outputs for a preprocessed batch, in chunks of ``batch_size``.
 
         Args:
             x: float32 (B, 3, S, S).
 
         Returns:
-            logits (B, K) and maps (B, M, h, w) or ``None``.
+            logits (B, K); maps (B, M, h, w) and features (B, D) or ``None``.
         """
-        logits, maps = [], []
+        chunks = []
         for i in range(0, len(x), self.batch_size):
             with self._lock:
-                lo, mp = self.backend.run(x[i : i + self.batch_size])
-            logits.append(lo)
-            if mp is not None:
-                maps.append(mp)
-        return np.concatenate(logits), (np.concatenate(maps) if maps else None)
+                chunks.append(self.backend.run(x[i : i + self.batch_size]))
+        if len(chunks) == 1:
+            return chunks[0]
+        return Outputs(*(None if parts[0] is None else np.concatenate(parts) for parts in zip(*chunks, strict=True)))
 
     def logits(self, images: Sequence[ImageInput], tta: bool = False, progress: bool = False) -> np.ndarray:
         """Raw logits (N, K) of images, in order, through the same decode and preprocessing as :meth:`predict`.
@@ -354,8 +365,9 @@ class Predictor:
         results: dict[int, Result] = {}
         if good:
             t0 = time.perf_counter()
-            logits, maps = self.infer(np.stack([p.x for p in good]))  # (B, K), (B, M, h, w)
+            logits, maps, features = self.infer(np.stack([p.x for p in good]))  # (B, K), (B, M, h, w), (B, D)
             probs = self.probabilities(logits)  # (B, K)
+            emb = None if self.projection is None or features is None else self.projection(features)  # (B, k)
             primary, flags = self.decide(probs)
             infer_ms = (time.perf_counter() - t0) * 1e3 / len(good)
             bands = self.card.policy.risk_bands
@@ -373,6 +385,7 @@ class Predictor:
                     threshold=self.card.policy.threshold,
                     model_version=self.card.version,
                     timings_ms={**p.timings, "inference": infer_ms},
+                    embedding=None if emb is None else emb[j],
                 )
                 if heatmap:
                     t1 = time.perf_counter()

@@ -38,6 +38,8 @@ class Prediction:
         heatmap_box: (left, top, right, bottom) of that crop in the image.
         heatmap_path: where ``predict_paths(heatmap_dir=...)`` wrote the overlay PNG.
         timings_ms: decode, preprocess, inference (the batch's time divided by its size), heatmap, total.
+        embedding: (k,) float32, the penultimate features through the bundle's projection (what embedding drift
+            compares), or ``None`` (no projection, or a graph without the features output).
     """
 
     image: str
@@ -53,6 +55,7 @@ class Prediction:
     heatmap_box: tuple[int, int, int, int] | None = None
     heatmap_path: str | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
+    embedding: np.ndarray | None = field(default=None, repr=False)
     _rgb: Image.Image | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -103,6 +106,10 @@ class Prediction:
         from dermascan.explain.render import MEDIA_TYPES
 
         return MEDIA_TYPES[format]
+
+    def embedding_list(self) -> list[float] | None:
+        """The embedding as JSON-ready floats (the store's ``embedding`` column), or ``None``."""
+        return None if self.embedding is None else [round(float(v), 5) for v in self.embedding]
 
     def release_images(self) -> None:
         """Drop the decoded image and the heat map (the overlay can no longer be drawn): keeps memory flat."""

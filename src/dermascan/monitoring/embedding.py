@@ -1,14 +1,16 @@
 """Embedding drift: a two-sample test (MMD, permutation p-value) between the reference sample in the bundle
 and a window's embeddings.
 
-Which embedding: the bundle's ONNX graph returns the logits and the heat maps only, not the pooled
-penultimate features, so a served prediction has no cheap penultimate embedding. What every prediction does
-have, from the same forward pass, is its calibrated probability vector; its centred log is the logit vector
-divided by the temperature (softmax is shift-invariant, so ``log p - mean(log p) = (z - mean z) / T``), and
-the logits are the classifier's linear projection of the penultimate embedding. So the embedding used here is
-that ``K``-dimensional projection, recovered from the stored probabilities: it sees any change of the input
-that moves the model's representation along the directions the model uses to decide, not the directions it
-ignores. (The full penultimate vector would need a third graph output and a column per dimension.)
+Which embedding: the model's penultimate features, the graph's third output, projected by the bundle's PCA
+(:mod:`dermascan.inference.embedding`) and stored with each prediction. They see a change of what is
+photographed (a new dermoscope, another population) in every direction the network represents, including
+those the classifier happens to ignore today.
+
+A bundle exported before the features output has none; for it the embedding is the logit space recovered from
+the stored probabilities (:func:`embeddings_of`): the centred log-probabilities are the centred logits over T
+(softmax is shift-invariant, so ``log p - mean(log p) = (z - mean z) / T``), and the logits are the classifier's
+linear projection of the penultimate features. That sees a change only along the directions the model uses to
+decide. The reference records which space it was measured in (``embedding_space``).
 """
 
 from __future__ import annotations

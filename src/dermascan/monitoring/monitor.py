@@ -8,7 +8,8 @@ Per window (``[start, end)``, one day by default):
 * data quality: each image feature's share outside the training range; input drift: PSI of each feature, pooled
   and per clinic (one clinic's new dermoscope is diluted in the pooled figure);
 * prediction drift: melanoma-flag rate against the reference (2 SD), class mix PSI;
-* embedding drift: MMD two-sample test of the window's embeddings against the reference sample;
+* embedding drift: MMD two-sample test of the window's embeddings (the penultimate features the Predictor
+  projected and the store kept; the logit space for a bundle without them) against the reference sample;
 * estimated performance (CBPE) of the window's predictions, available at once;
 * confirmed quality and concept drift over the trailing ``quality_days`` of predictions, with only the labels
   that had arrived by the window's end: what the operator knew that day, so the report says when an alert
@@ -36,7 +37,7 @@ from dermascan.monitoring.embedding import embeddings_of, mmd_test
 from dermascan.monitoring.features import DRIFT_FEATURES, FEATURES
 from dermascan.monitoring.files import ALERTS, DRIFT_ALERTS
 from dermascan.monitoring.quality import MIN_MELANOMAS, SENSITIVITY_ALERT, cbpe, confirmed_labels, confirmed_quality
-from dermascan.monitoring.reference import FeatureReference, Reference
+from dermascan.monitoring.reference import FeatureReference, Reference, bin_counts
 from dermascan.store.models import prob_column
 from dermascan.taxonomy import CLASSES
 
@@ -53,7 +54,10 @@ class MonitorConfig:
         window: length of one window.
         quality_days: confirmed quality and concept drift use the predictions of this many trailing days.
         min_window: fewer predictions than this in a window: no drift figure (``too few``), no drift alert.
-        min_clinic_window: a clinic's own PSI is computed (and can alert) from this many images in a window.
+        min_clinic_window: a clinic's own PSI is computed (and can alert) from this many images.
+        clinic_windows: a clinic with fewer images than that in the window is measured over up to this many
+            windows ending with it (a clinic of 30 images a day, with a new dermoscope, alerts on its second day
+            instead of never).
         min_melanomas: fewer confirmed melanomas than this: "not enough confirmed melanomas".
         min_confirmed: fewer confirmed cases than this: no concept-drift figure.
         sensitivity_alert: confirmed sensitivity below this alerts (the brief's 0.88).
@@ -69,6 +73,7 @@ class MonitorConfig:
     quality_days: int = 30
     min_window: int = 30
     min_clinic_window: int = 50
+    clinic_windows: int = 3
     min_melanomas: int = MIN_MELANOMAS
     min_confirmed: int = 30
     sensitivity_alert: float = SENSITIVITY_ALERT
@@ -83,6 +88,8 @@ class MonitorConfig:
             raise MonitorError(f"--window must be positive, got {self.window}")
         if self.quality_days < 1:
             raise MonitorError(f"quality_days must be at least 1, got {self.quality_days}")
+        if self.clinic_windows < 1:
+            raise MonitorError(f"clinic_windows must be at least 1, got {self.clinic_windows}")
 
 
 def parse_window(text: str) -> dt.timedelta:
@@ -140,8 +147,9 @@ def load_frames(
             fb = feedback_repo.of_predictions_between(session, start, until)
     finally:
         engine.dispose()
-    columns = ["id", "created_at", "clinic_id", "lesion_id", "model_version", "role", "primary_class",
-               "melanoma_flag", "latency_ms", *(prob_column(c) for c in CLASSES), *FEATURES]  # fmt: skip
+    columns = ["id", "created_at", "clinic_id", "lesion_id", "model_version", "bundle_digest", "role",
+               "primary_class", "melanoma_flag", "latency_ms", "embedding", *(prob_column(c) for c in CLASSES),
+               *FEATURES]  # fmt: skip
     preds = pd.DataFrame([{c: getattr(r, c) for c in columns} for r in rows], columns=columns)
     preds["created_at"] = _utc(preds["created_at"])
     for f in FEATURES:  # rows stored before migration 0004 have no sharpness etc.: NaN, left out per feature
@@ -166,8 +174,11 @@ def _num(v: float) -> float | None:
     return None if v is None or (isinstance(v, float) and not math.isfinite(v)) else round(float(v), 6)
 
 
-def _drift(w: pd.DataFrame, reference: Reference, cfg: MonitorConfig, seed: int) -> dict[str, Any]:
-    """Label-free figures of one window (input, prediction and embedding drift, CBPE)."""
+def _drift(
+    w: pd.DataFrame, recent: pd.DataFrame, reference: Reference, cfg: MonitorConfig, seed: int, digest: str | None
+) -> dict[str, Any]:
+    """Label-free figures of one window (input, prediction and embedding drift, CBPE); ``recent`` holds the
+    window and the ``cfg.clinic_windows - 1`` windows before it (a small clinic's PSI)."""
     probs = w[[prob_column(c) for c in CLASSES]].to_numpy(np.float64)  # (n, K)
     flags = w["melanoma_flag"].to_numpy(bool)
     features = {}
@@ -179,7 +190,7 @@ def _drift(w: pd.DataFrame, reference: Reference, cfg: MonitorConfig, seed: int)
             entry.update(psi=_num(value), chance=_num(chance), level=drift.psi_level(value, chance))
         features[f] = entry
     worst = max((e["psi"] for e in features.values() if e.get("psi") is not None), default=math.nan)
-    clinics = _clinic_psi(w, reference, cfg)
+    clinics = _clinic_psi(w, recent, reference, cfg)
     pooled = max((e["level"] for e in features.values() if "level" in e), key=_LEVELS.index, default="none")
     level = max([pooled, *(c["level"] for c in clinics.values())], key=_LEVELS.index)
     # frames built without lesion ids (callers of monitor_frames): every image its own lesion
@@ -187,10 +198,7 @@ def _drift(w: pd.DataFrame, reference: Reference, cfg: MonitorConfig, seed: int)
     rate = drift.flag_rate_drift(flags, reference.flag_rate, reference.n_held_out, clusters=lesions.to_numpy(object))
     # one image per lesion (rows without a lesion id all kept), as the reference: the permutation test assumes
     # independent rows
-    emb = embeddings_of(probs)[(lesions.isna() | ~lesions.duplicated()).to_numpy()]  # (n', K)
-    if len(emb) > cfg.mmd_sample:
-        emb = emb[np.random.default_rng(seed).choice(len(emb), cfg.mmd_sample, replace=False)]
-    mmd = mmd_test(reference.embeddings, emb, cfg.permutations, seed)
+    first = (lesions.isna() | ~lesions.duplicated()).to_numpy()
     return {
         "features": features,
         "input_drift": {
@@ -203,18 +211,49 @@ def _drift(w: pd.DataFrame, reference: Reference, cfg: MonitorConfig, seed: int)
             **{k: _num(v) if isinstance(v, float) else v for k, v in asdict(rate).items()},
             "class_mix_psi": _num(drift.class_mix_psi(reference.class_mix, w["primary_class"].to_numpy())),
         },
-        "embedding_drift": {"mmd2": _num(mmd.mmd2), "p_value": _num(mmd.p_value), "n": mmd.n_window},
+        "embedding_drift": _embedding_drift(w[first], probs[first], reference, cfg, seed, digest),
         "estimated": cbpe(w[prob_column("MEL")].to_numpy(), flags).to_dict(),
     }
 
 
-def _clinic_psi(w: pd.DataFrame, reference: Reference, cfg: MonitorConfig) -> dict[str, dict[str, Any]]:
-    """The largest feature PSI of each clinic with at least ``min_clinic_window`` images in the window: a new
-    dermoscope in one clinic of several is diluted in the pooled figure, and the operator needs to know where."""
+def _embedding_drift(
+    w: pd.DataFrame, probs: np.ndarray, reference: Reference, cfg: MonitorConfig, seed: int, digest: str | None
+) -> dict[str, Any]:
+    """MMD of the window's embeddings against the reference sample, in the reference's space.
+
+    ``penultimate``: the stored embeddings of the monitored bundle's own predictions (another bundle projects
+    other features with another projection: not comparable). ``logits``: every row's centred log-probabilities.
+    """
+    space = reference.embedding_space
+    if space == "penultimate":
+        rows = w[w["embedding"].notna()] if "embedding" in w else w.iloc[:0]
+        if digest is not None and "bundle_digest" in rows:
+            rows = rows[rows["bundle_digest"] == digest]
+        k = reference.embeddings.shape[1]
+        emb = np.array(rows["embedding"].tolist(), np.float64).reshape(len(rows), k if rows.empty else -1)  # (n, k)
+    else:
+        emb = embeddings_of(probs)  # (n, K)
+    if len(emb) < 2 or emb.shape[1] != reference.embeddings.shape[1]:
+        return {"mmd2": None, "p_value": None, "n": len(emb), "space": space}
+    if len(emb) > cfg.mmd_sample:
+        emb = emb[np.random.default_rng(seed).choice(len(emb), cfg.mmd_sample, replace=False)]
+    mmd = mmd_test(reference.embeddings, emb, cfg.permutations, seed)
+    return {"mmd2": _num(mmd.mmd2), "p_value": _num(mmd.p_value), "n": mmd.n_window, "space": space}
+
+
+def _clinic_psi(
+    w: pd.DataFrame, recent: pd.DataFrame, reference: Reference, cfg: MonitorConfig
+) -> dict[str, dict[str, Any]]:
+    """The largest feature PSI of each clinic of the window, over its images of the window or, with fewer than
+    ``min_clinic_window``, of the trailing windows in ``recent``: a new dermoscope in one clinic of several is
+    diluted in the pooled figure, and the operator needs to know where."""
     out = {}
-    for clinic, part in w.groupby("clinic_id"):
+    for clinic in w["clinic_id"].unique():
+        part = w[w["clinic_id"] == clinic]
         if len(part) < cfg.min_clinic_window:
-            continue
+            part = recent[recent["clinic_id"] == clinic]
+            if len(part) < cfg.min_clinic_window:
+                continue
         psis = {f: _psi(reference.features[f], part[f].to_numpy(), reference.n_train) for f in DRIFT_FEATURES}
         finite = {f: v for f, v in psis.items() if not math.isnan(v[0])}
         if finite:
@@ -222,6 +261,7 @@ def _clinic_psi(w: pd.DataFrame, reference: Reference, cfg: MonitorConfig) -> di
             value, chance = finite[feature]
             out[str(clinic)] = {
                 "n": len(part),
+                "since": part["created_at"].min().isoformat(),
                 "max_psi": round(value, 6),
                 "chance": _num(chance),
                 "feature": feature,
@@ -235,9 +275,12 @@ _LEVELS = ("none", "ok", "warning", "alert")
 
 def _psi(ref: FeatureReference, values: np.ndarray, n_train: int) -> tuple[float, float]:
     """PSI of a window's values and its chance under no drift."""
-    value = drift.feature_psi(ref, values)
-    n = int(np.isfinite(values).sum())
-    return value, drift.psi_chance(value, n, n_train, len(ref.expected))
+    v = np.asarray(values, np.float64)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return math.nan, math.nan
+    counts = bin_counts(v, ref.edges)
+    return drift.psi(ref.expected, counts), drift.psi_chance(ref.expected, counts, n_train)
 
 
 def _quality(recent: pd.DataFrame, feedback: pd.DataFrame, end: pd.Timestamp, cfg: MonitorConfig) -> dict[str, Any]:
@@ -302,8 +345,10 @@ def monitor_frames(
     cfg: MonitorConfig,
     since: dt.datetime | None = None,
     until: dt.datetime | None = None,
+    digest: str | None = None,
 ) -> dict[str, Any]:
-    """Every window's figures and alerts (the monitor's JSON, without the file paths).
+    """Every window's figures and alerts (the monitor's JSON, without the file paths). ``digest``: the monitored
+    bundle's (:func:`~dermascan.inference.bundle.bundle_digest`); only its own rows' embeddings are compared.
 
     Raises:
         MonitorError: no prediction in the period.
@@ -336,7 +381,9 @@ def monitor_frames(
             "models": w["model_version"].value_counts().to_dict(),
         }
         if len(w) >= cfg.min_window:
-            win.update(_drift(w, reference, cfg, seed=i))
+            trailing = in_period[(in_period["created_at"] >= end - cfg.clinic_windows * step)
+                                 & (in_period["created_at"] < end)]  # fmt: skip
+            win.update(_drift(w, trailing, reference, cfg, i, digest))
         else:
             win["drift"] = "too few"
         recent = preds[(preds["created_at"] >= end - lookback) & (preds["created_at"] < end)]
@@ -352,6 +399,7 @@ def monitor_frames(
             "n_train": reference.n_train,
             "n_held_out": reference.n_held_out,
             "flag_rate": reference.flag_rate,
+            "embedding_space": reference.embedding_space,
         },
         "windows": windows,
         "first_alert": first_alert,
@@ -374,7 +422,7 @@ def monitor(
         StoreError: the database cannot be read.
         MonitorError: no prediction in the period.
     """
-    from dermascan.inference.bundle import verify_bundle
+    from dermascan.inference.bundle import bundle_digest, verify_bundle
     from dermascan.monitoring.reference import load_reference
 
     cfg = cfg or MonitorConfig()
@@ -387,7 +435,7 @@ def monitor(
         raise MonitorError(
             f"the store has no predictions{' in the period' if since or until else ''}: nothing to monitor"
         )
-    report = monitor_frames(preds, feedback, reference, cfg, since, until)
+    report = monitor_frames(preds, feedback, reference, cfg, since, until, bundle_digest(bundle))
     report["bundle"] = {
         "name": manifest["name"],
         "version": manifest["version"],

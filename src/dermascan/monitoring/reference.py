@@ -7,7 +7,10 @@
 * Predictions of **held-out** images (the export passes the test split, or validation and test when the test split
   is small; the model fitted the training split and was selected and thresholded on validation, so both flag
   more than new traffic will): the melanoma-flag rate at the locked threshold, the predicted class mix, and a
-  sample of the embeddings (:func:`~dermascan.monitoring.embedding.embeddings_of`) for the two-sample test.
+  sample of the embeddings for the two-sample test: the penultimate features through the projection fitted on
+  these same images (:mod:`dermascan.inference.embedding`, ``embedding_space`` ``penultimate``), or, for a graph
+  without the features output, the centred log-probabilities (``logits``, see
+  :func:`~dermascan.monitoring.embedding.embeddings_of`).
 
 numpy only: the monitor reads it without torch.
 """
@@ -24,6 +27,7 @@ import numpy as np
 
 from dermascan import _io
 from dermascan.errors import DermaScanError
+from dermascan.inference.embedding import EmbeddingProjection
 from dermascan.monitoring.features import FEATURES
 
 if TYPE_CHECKING:
@@ -70,6 +74,7 @@ class Reference:
     class_mix: dict[str, float]
     n_held_out: int
     embeddings: np.ndarray  # (E, D)
+    embedding_space: str = "logits"  # penultimate (the projected features) or logits (centred log-probabilities)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -78,6 +83,7 @@ class Reference:
             "flag_rate": self.flag_rate,
             "class_mix": self.class_mix,
             "n_held_out": self.n_held_out,
+            "embedding_space": self.embedding_space,
             "embeddings": np.round(self.embeddings, 5).tolist(),
         }
 
@@ -123,6 +129,7 @@ def build_reference(
     embeddings: np.ndarray,
     sample: int = EMBEDDING_SAMPLE,
     seed: int = 0,
+    embedding_space: str = "logits",
 ) -> Reference:
     """The reference from training-split features and predictions on held-out images.
 
@@ -134,6 +141,7 @@ def build_reference(
         embeddings: the held-out embeddings, (N, D); at most ``sample`` rows are kept (drawn at random).
         sample: embedding sample size.
         seed: seed of that draw.
+        embedding_space: ``penultimate`` (projected features) or ``logits`` (centred log-probabilities).
     """
     if not train_features or len(held_out_flags) == 0:
         raise ReferenceError("a training reference needs training images and held-out predictions")
@@ -151,6 +159,7 @@ def build_reference(
         class_mix={c: float(m) for c, m in zip(classes, mix, strict=True)},
         n_held_out=len(probs),
         embeddings=emb,
+        embedding_space=embedding_space,
     )
 
 
@@ -167,16 +176,22 @@ def reference_from_images(
     held_out_images: list[str | os.PathLike[str]],
     max_train: int = 2000,
     max_held_out: int = 1000,
-) -> Reference:
+) -> tuple[Reference, EmbeddingProjection | None]:
     """Measure the reference: features of (at most ``max_train``) training images, and ``predictor``'s answers on
-    (at most ``max_held_out``) held-out images. Unreadable images are skipped (the export's parity check reports
-    them).
+    (at most ``max_held_out``) held-out images, in one pass over them. Unreadable images are skipped (the
+    export's parity check reports them).
+
+    When the predictor's graph returns the penultimate features, the embedding projection is fitted on the
+    held-out features here (the bundle ships it, so the Predictor projects served images the same way) and the
+    reference's embeddings are the projected ones.
+
+    Returns:
+        The reference, and the projection (``None`` for a graph without the features output).
 
     Raises:
         ReferenceError: no readable held-out image.
     """
     from dermascan.data.io import ImageError, load_image
-    from dermascan.inference import Prediction
     from dermascan.monitoring.embedding import embeddings_of
     from dermascan.monitoring.features import image_features
 
@@ -186,13 +201,20 @@ def reference_from_images(
             feats.append(image_features(load_image(path)))
         except ImageError:
             continue
-    results = [r for r in predictor.predict(_spread(held_out_images, max_held_out)) if isinstance(r, Prediction)]
-    if not results:
+    prepared = [p.x for p in map(predictor.prepare, _spread(held_out_images, max_held_out)) if p.error is None]
+    if not prepared:
         raise ReferenceError("no held-out image could be read for the training reference")
+    step = predictor.batch_size
+    outputs = [predictor.infer(np.stack(prepared[i : i + step])) for i in range(0, len(prepared), step)]
+    probs = predictor.probabilities(np.concatenate([o.logits for o in outputs]))  # (N, K)
+    _, flags = predictor.decide(probs)
     classes = list(predictor.card.classes)
-    probs = np.array([[r.probabilities[c] for c in classes] for r in results])  # (N, K)
-    flags = np.array([r.melanoma_flag for r in results])
-    return build_reference(feats, probs, flags, classes, embeddings_of(probs))
+    projection, space, emb = None, "logits", embeddings_of(probs)
+    if all(o.features is not None for o in outputs) and len(probs) >= 3:
+        features = np.concatenate([o.features for o in outputs])  # (N, D)
+        projection = EmbeddingProjection.fit(features)
+        space, emb = "penultimate", projection(features)  # (N, k)
+    return build_reference(feats, probs, flags, classes, emb, embedding_space=space), projection
 
 
 def write_reference(folder: str | os.PathLike[str], reference: Reference) -> Path:
@@ -220,6 +242,7 @@ def load_reference(bundle: str | os.PathLike[str]) -> Reference:
         class_mix={k: float(v) for k, v in raw["class_mix"].items()},
         n_held_out=int(raw["n_held_out"]),
         embeddings=np.asarray(raw["embeddings"], np.float64).reshape(len(raw["embeddings"]), -1),
+        embedding_space=str(raw.get("embedding_space", "logits")),  # bundles exported before: logits
     )
 
 

@@ -214,6 +214,15 @@ def write_report(report: dict[str, Any], out_dir: str | os.PathLike[str]) -> Pat
         ["alert", "first window", "windows"],
         [[k, report["first_alert"][k], sum(k in w["alerts"] for w in windows)] for k in ALERTS],
     )
+    space = report.get("reference", {}).get("embedding_space", "logits")
+    embedding_note = (
+        "Embedding: the model's penultimate features (what its classifier reads), projected on the 16 principal "
+        "directions of the held-out images at export, one image per lesion, of this bundle's own predictions. "
+        if space == "penultimate"
+        else "Embedding: the model's logit space (centred log-probabilities), the classifier's projection of the "
+        "penultimate embedding (this bundle was exported without the features output: export it again for the "
+        "penultimate one). "
+    )
     notes = (
         "Confirmed quality: the predictions of the trailing "
         f"{report['config']['quality_days']} days, with the labels that had arrived by the window's end "
@@ -221,11 +230,11 @@ def write_report(report: dict[str, Any], out_dir: str | os.PathLike[str]) -> Pat
         "from the calibrated probabilities at the locked threshold, on the window's own predictions; it assumes "
         "the calibration still holds and cannot see concept drift. Concept drift: disagreement with the confirmed "
         "labels above 20%, and 5 points and 2 SD above the disagreement the calibrated model expects on the same "
-        "cases (in brackets). Embedding: the model's logit space "
-        "(centred log-probabilities), the classifier's projection of the penultimate embedding. Error rate and "
-        "queue depth are not in the store (a refused request writes no row): with --metrics-url they are read "
-        "from each instance's /metrics when the report is written (Service now), and Prometheus keeps them over "
-        "time."
+        "cases (in brackets). "
+        + embedding_note
+        + "Error rate and queue depth are not in the store (a refused request writes no row): with --metrics-url "
+        "they are read from each instance's /metrics when the report is written (Service now), and Prometheus keeps "
+        "them over time."
     )
     bundle = report.get("bundle", {})
     sections = [

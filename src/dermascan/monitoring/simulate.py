@@ -202,7 +202,7 @@ def simulate(
                 probs = _degrade(probs, cfg.degradation, rng)
             primary, flags = predictor.decide(probs)
             with transaction(sessions) as session:
-                for j, (case, _) in enumerate(good):
+                for j, (case, result) in enumerate(good):
                     pid = str(uuid.uuid4())
                     p_mel = float(probs[j, 0])
                     prediction_repo.add(
@@ -221,6 +221,7 @@ def simulate(
                             melanoma_flag=bool(flags[j]),
                             threshold=predictor.card.policy.threshold,
                             latency_ms=ms,
+                            embedding=result.embedding_list(),  # the image's own: a degraded answer keeps it
                             **image_features(case.image),
                         ),
                     )

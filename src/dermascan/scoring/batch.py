@@ -99,7 +99,7 @@ def score_batch(predictor: Predictor, batch: dict[str, np.ndarray], bundle_diges
     primary = np.zeros(n, dtype=np.int64)
     flags = np.zeros(n, dtype=bool)
     if ok.any():
-        logits, _ = predictor.infer(np.asarray(batch["x"], dtype=np.float32)[ok])  # (G, K)
+        logits = predictor.infer(np.asarray(batch["x"], dtype=np.float32)[ok]).logits  # (G, K)
         probs[ok] = predictor.probabilities(logits)
         primary[ok], flags[ok] = predictor.decide(probs[ok])
     bands = card.policy.risk_bands

@@ -237,6 +237,7 @@ def _store(state: ServiceState, caller: Caller, patient_id: str, answered: list[
                         threshold=p.threshold,
                         latency_ms=latency_ms,
                         image_uri=uri,
+                        embedding=p.embedding_list(),
                         **a.image.stats,
                     ),
                 )

@@ -100,6 +100,9 @@ class PredictionRow(Base):
     grey_world: Mapped[float | None] = mapped_column(Float, default=None)
     dark_corner: Mapped[float | None] = mapped_column(Float, default=None)
     image_uri: Mapped[str | None] = mapped_column(Text, default=None)  # only when image keeping is on
+    # Since 0006: the penultimate features through the bundle's projection (:mod:`dermascan.inference.embedding`),
+    # what embedding drift compares; comparable only between rows of one bundle (``bundle_digest``).
+    embedding: Mapped[list[float] | None] = mapped_column(JSON, default=None)
 
     def probabilities(self) -> dict[str, float]:
         """Class code -> probability, ISIC 2018 order."""
