@@ -93,6 +93,59 @@ def make_splits(
     return out.reset_index(drop=True)
 
 
+def make_fold_splits(frame: pd.DataFrame, folds: int, fold: int, seed: int = 0) -> pd.DataFrame:
+    """Fold ``fold`` of a lesion-grouped, class-stratified ``folds``-fold cross-validation.
+
+    Every lesion is dealt to one fold (per class, shuffled with the seed, each lesion to the fold holding the
+    fewest images of its class so far), so each fold holds about ``1 / folds`` of every class. Fold ``fold`` is
+    the ``test`` split (the figures). Of the other folds' lesions, half a fold's worth of each class is ``val``
+    (checkpoint selection and the locked threshold) and the rest ``train``. Over the ``folds`` folds every
+    lesion is tested exactly once, by a model that never saw it, at a threshold chosen on other lesions.
+
+    Args:
+        frame: needs ``image_id``, ``lesion_id`` and ``dx`` (a :class:`DermoscopyIndex` frame).
+        folds: number of folds (at least 2).
+        fold: the held-out fold, ``0 .. folds - 1``.
+        seed: the same seed and table give the same folds.
+
+    Returns:
+        A frame with columns ``image_id, lesion_id, split`` in the input's row order.
+    """
+    if folds < 2:
+        raise ValueError(f"cross-validation needs at least 2 folds, got {folds}")
+    if not 0 <= fold < folds:
+        raise ValueError(f"fold must be in 0..{folds - 1}, got {fold}")
+    missing = {"image_id", "lesion_id", "dx"} - set(frame.columns)
+    if missing:
+        raise ValueError(f"make_fold_splits needs columns image_id, lesion_id, dx; missing {sorted(missing)}")
+    lesion_dx = frame.groupby("lesion_id")["dx"].agg(lambda s: s.value_counts().index[0])
+    lesion_size = frame.groupby("lesion_id").size()
+    assignment: dict[str, str] = {}
+    for k, code in enumerate(CLASSES):
+        lesions = np.array(sorted(lesion_dx.index[lesion_dx == code]))
+        lesions = lesions[np.random.default_rng([seed, k]).permutation(len(lesions))]
+        filled = np.zeros(folds)  # images of this class per fold
+        rest = []
+        for lesion in lesions:
+            f = int(np.argmin(filled))
+            filled[f] += lesion_size[lesion]
+            if f == fold:
+                assignment[lesion] = "test"
+            else:
+                rest.append(lesion)
+        val_target, val_filled = filled.sum() / (2 * folds), 0
+        for lesion in rest:  # in the shuffled order: the first half fold's worth validates
+            if val_filled < val_target:
+                assignment[lesion] = "val"
+                val_filled += lesion_size[lesion]
+            else:
+                assignment[lesion] = "train"
+    out = frame[["image_id", "lesion_id"]].copy()
+    out["split"] = out["lesion_id"].map(assignment)
+    check_no_leakage(out)
+    return out.reset_index(drop=True)
+
+
 def _warn_if_short(
     code: str, lesions: np.ndarray, lesion_size: pd.Series, assignment: dict[str, str], wanted: list[str]
 ) -> None:

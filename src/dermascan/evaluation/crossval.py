@@ -1,0 +1,256 @@
+"""Lesion-grouped k-fold cross-validation of one training recipe, with the melanoma-first figures pooled.
+
+Per fold (:func:`~dermascan.data.splits.make_fold_splits`): the held-out fold is scored; of the other folds,
+half a fold's worth of lesions selects the checkpoint and locks the temperature and threshold
+(:func:`~.evaluate.evaluate`), the rest trains. Over the folds every lesion is scored once, by a model that
+never saw it, at a threshold chosen on other lesions. The pooled predictions give one figure per metric with a
+bootstrap (AUROC, specificity at 90% and 95% sensitivity, balanced multi-class accuracy) or Wilson (the locked
+threshold's sensitivity and specificity) interval; the per-fold figures show the spread between folds.
+
+These are validation figures on held-out lesions of the data given, never test figures.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from dermascan import _io
+from dermascan.errors import ConfigError
+from dermascan.evaluation import metrics
+from dermascan.evaluation.bootstrap import bootstrap_ci
+from dermascan.evaluation.intervals import Estimate, wilson_estimate
+from dermascan.taxonomy import CLASSES, MELANOMA_INDEX
+
+log = logging.getLogger(__name__)
+
+CV_FILE = "cv.json"
+FOLDS_FILE = "folds.csv"
+POOLED_FILE = "predictions.csv"
+#: Sensitivities the specificity is read at (the brief's 90% and the stricter 95%).
+SENSITIVITIES = (0.90, 0.95)
+
+
+@dataclass
+class CVConfig:
+    """One cross-validated recipe.
+
+    Attributes:
+        data: dataset folder (ISIC 2018 / HAM10000 / ImageFolder layout) with lesion ids.
+        out: output folder (``fold<k>/run``, ``fold<k>/eval``, ``cv.json``, ``folds.csv``, ``predictions.csv``).
+        folds: number of folds.
+        preset: training preset the recipe starts from.
+        train: further :class:`~dermascan.training.config.TrainConfig` fields (they win over the preset).
+        target_sensitivity: sensitivity the threshold is locked for on each fold's validation half.
+        seed: seeds the folds and (with the fold number) each training.
+        n_boot: bootstrap resamples of the pooled intervals.
+        only: run these folds only (e.g. ``(0,)`` for a quick look); the pooled figures then cover them only.
+    """
+
+    data: str
+    out: str
+    folds: int = 5
+    preset: str = "ham10000-cpu"
+    train: dict[str, Any] = field(default_factory=dict)
+    target_sensitivity: float = 0.90
+    seed: int = 0
+    n_boot: int = 1000
+    only: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.folds < 2:
+            raise ConfigError(f"--folds must be at least 2, got {self.folds}")
+        if self.only is not None:
+            self.only = tuple(self.only)
+            bad = [k for k in self.only if not 0 <= k < self.folds]
+            if bad or not self.only:
+                raise ConfigError(f"--fold must name folds in 0..{self.folds - 1}, got {list(self.only) or '(none)'}")
+        for key in ("data", "out", "val_fraction", "test_fraction"):
+            if key in self.train:
+                raise ConfigError(f"{key} is set by the cross-validation itself; leave it out of the training options")
+
+
+def cross_validate(cfg: CVConfig, progress: bool = True) -> dict[str, Any]:
+    """Train and evaluate every fold, pool the scored halves, and write ``cv.json`` and the tables.
+
+    A fold whose run folder already holds a trained ``last.ckpt`` and an evaluation is not trained again, so an
+    interrupted cross-validation resumes where it stopped.
+
+    Returns:
+        The summary (``cv.json``): config, per-fold figures and minutes, pooled figures with intervals.
+
+    Raises:
+        ConfigError: a fold's validation or test split has no melanoma (too few lesions for this many folds).
+    """
+    from dermascan.data.splits import make_fold_splits, write_splits
+    from dermascan.evaluation.evaluate import evaluate
+    from dermascan.runs import SPLITS_FILE
+    from dermascan.training.config import read_run_data, resolve_config
+    from dermascan.training.train import train
+
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    base = resolve_config(cfg.preset, data=cfg.data, out=str(out / "fold0" / "run"), **cfg.train)
+    index = read_run_data(base, progress=progress)
+    rows, pooled = [], []
+    for k in cfg.only if cfg.only is not None else range(cfg.folds):
+        run_dir, eval_dir = out / f"fold{k}" / "run", out / f"fold{k}" / "eval"
+        splits = make_fold_splits(index.frame, cfg.folds, k, cfg.seed)
+        _check_fold(index.frame, splits, k)
+        minutes = None
+        if not ((run_dir / "last.ckpt").is_file() and (eval_dir / "predictions_detail.csv").is_file()):
+            run_dir.mkdir(parents=True, exist_ok=True)
+            write_splits(splits, run_dir / SPLITS_FILE)  # the data module trains on these instead of its own
+            config = resolve_config(cfg.preset, data=cfg.data, out=str(run_dir), seed=cfg.seed * 100 + k, **cfg.train)
+            t0 = time.perf_counter()
+            if progress:
+                print(f"fold {k + 1}/{cfg.folds}: training {config.arch} at {config.image_size} px", flush=True)
+            train(config, index=index, progress=progress)
+            minutes = (time.perf_counter() - t0) / 60
+            evaluate(
+                run_dir,
+                eval_dir,
+                index=index,
+                target_sensitivity=cfg.target_sensitivity,
+                recalibrate=True,
+                n_boot=200,
+                progress=False,
+            )
+        scored = pd.read_csv(eval_dir / "predictions_detail.csv")
+        scored["fold"] = k
+        pooled.append(scored)
+        rows.append({"fold": k, "minutes": _minutes(eval_dir, minutes), **_figures(scored, cfg, n_boot=0)})
+        if progress:
+            r = rows[-1]
+            print(f"fold {k + 1}: melanoma AUROC {r['auroc']:.3f}, spec@90% {r['spec_at_90']:.3f}", flush=True)
+    frame = pd.concat(pooled, ignore_index=True)
+    _io.write_csv(out / POOLED_FILE, frame[["fold", "image_id", "label", "pred", "p_melanoma", *CLASSES]])
+    _io.write_csv(out / FOLDS_FILE, pd.DataFrame(rows))
+    summary = {
+        "config": asdict(cfg) | {"only": list(cfg.only) if cfg.only is not None else None},
+        "recipe": {k: v for k, v in base.to_dict().items() if k not in ("data", "out")},
+        "note": "validation figures: each lesion scored once, by a model trained without its fold",
+        "folds": rows,
+        "pooled": _figures(frame, cfg, cfg.n_boot),
+        "training_minutes": {
+            "mean": _mean([r["minutes"] for r in rows]),
+            "per_fold": [r["minutes"] for r in rows],
+        },
+    }
+    _io.write_json(out / CV_FILE, summary)
+    _io.write_text(out / "cv.md", format_summary(summary))
+    return summary
+
+
+def _check_fold(frame: pd.DataFrame, splits: pd.DataFrame, k: int) -> None:
+    dx = splits["image_id"].map(frame.set_index("image_id")["dx"])
+    for half in ("val", "test"):
+        if not ((splits["split"] == half) & (dx == CLASSES[MELANOMA_INDEX])).any():
+            raise ConfigError(
+                f"fold {k}'s {half} split holds no melanoma: too few melanoma lesions for this many folds; "
+                "use fewer --folds or more images"
+            )
+
+
+def _minutes(eval_dir: Path, measured: float | None) -> float | None:
+    """This session's training minutes, or the ones a resumed fold recorded before."""
+    path = eval_dir.parent / "minutes.json"
+    if measured is not None:
+        _io.write_json(path, {"training_minutes": measured})
+        return round(measured, 2)
+    if path.is_file():
+        import json
+
+        return round(float(json.loads(path.read_text())["training_minutes"]), 2)
+    return None
+
+
+def _mean(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return round(float(np.mean(known)), 2) if known else None
+
+
+def _figures(frame: pd.DataFrame, cfg: CVConfig, n_boot: int) -> dict[str, Any]:
+    """The melanoma-first figures of scored images; with ``n_boot`` their intervals too."""
+    label = frame["label"].to_numpy()
+    y = (label == MELANOMA_INDEX).astype(int)
+    p = frame["p_melanoma"].to_numpy(np.float64)
+    flag = (frame["pred"].to_numpy() == MELANOMA_INDEX).astype(int)  # the decision at each fold's own threshold
+    tp, fn = int(((flag == 1) & (y == 1)).sum()), int(((flag == 0) & (y == 1)).sum())
+    tn, fp = int(((flag == 0) & (y == 0)).sum()), int(((flag == 1) & (y == 0)).sum())
+    pred = frame["pred"].to_numpy()
+    out: dict[str, Any] = {
+        "n_images": len(frame),
+        "n_melanomas": int(y.sum()),
+        "auroc": metrics.roc_auc_score(y, p),
+        **{f"spec_at_{round(t * 100)}": metrics.specificity_at_sensitivity(y, p, t)[0] for t in SENSITIVITIES},
+        "sensitivity": tp / max(1, tp + fn),
+        "specificity": tn / max(1, tn + fp),
+        "balanced_accuracy": metrics.balanced_accuracy_score(label, pred),
+    }
+    if n_boot:
+        out["intervals"] = {
+            "auroc": _est(bootstrap_ci(metrics.roc_auc_score, y, p, n_boot=n_boot, seed=cfg.seed)),
+            **{
+                f"spec_at_{round(t * 100)}": _est(
+                    bootstrap_ci(functools.partial(metrics.specificity_at_sensitivity, target=t), y, p, n_boot=n_boot)
+                )
+                for t in SENSITIVITIES
+            },
+            "sensitivity": _est(wilson_estimate(tp, tp + fn, what="sensitivity")),
+            "specificity": _est(wilson_estimate(tn, tn + fp, what="specificity")),
+            "balanced_accuracy": _est(bootstrap_ci(metrics.balanced_accuracy_score, label, pred, n_boot=n_boot)),
+        }
+    return {k: round(v, 4) if isinstance(v, float) else v for k, v in out.items()}
+
+
+def _est(e: Estimate) -> list[float]:
+    return [round(e.lo, 4), round(e.hi, 4)]
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """Markdown: the recipe, the pooled figures with intervals, and one row per fold."""
+    p, iv = summary["pooled"], summary["pooled"]["intervals"]
+    recipe = summary["recipe"]
+
+    def ci(key: str) -> str:
+        lo, hi = iv[key]
+        return f"{p[key]:.3f} [{lo:.3f}, {hi:.3f}]"
+
+    lines = [
+        f"# Cross-validation: {summary['config']['folds']} folds by lesion ({summary['note']})",
+        "",
+        f"Recipe: {recipe['arch']} at {recipe['image_size']} px, {recipe['epochs']} epochs, loss {recipe['loss']}, "
+        f"class weights {recipe['class_weighting']} (preset {summary['config']['preset']}).",
+        f"Mean training minutes per fold: {summary['training_minutes']['mean']}.",
+        "",
+        "| figure (pooled over folds, 95% interval) | value |",
+        "|---|---|",
+        f"| melanoma AUROC | {ci('auroc')} |",
+        f"| specificity at 90% sensitivity | {ci('spec_at_90')} |",
+        f"| specificity at 95% sensitivity | {ci('spec_at_95')} |",
+        f"| locked threshold: sensitivity | {ci('sensitivity')} |",
+        f"| locked threshold: specificity | {ci('specificity')} |",
+        f"| balanced multi-class accuracy | {ci('balanced_accuracy')} |",
+        "",
+        "| fold | images | melanomas | AUROC | spec@90% | spec@95% | sens (locked) | spec (locked) | balanced acc "
+        "| minutes |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in summary["folds"]:
+        lines.append(
+            f"| {r['fold']} | {r['n_images']} | {r['n_melanomas']} | {r['auroc']:.3f} | {r['spec_at_90']:.3f} | "
+            f"{r['spec_at_95']:.3f} | {r['sensitivity']:.3f} | {r['specificity']:.3f} | {r['balanced_accuracy']:.3f} | "
+            f"{r['minutes'] if r['minutes'] is not None else '-'} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+__all__ = ["CV_FILE", "CVConfig", "cross_validate", "format_summary"]

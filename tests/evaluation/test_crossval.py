@@ -1,0 +1,85 @@
+"""Lesion-grouped k-fold cross-validation: the folds, and `dermascan cv` end to end at toy size."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from dermascan.cli import app
+from dermascan.data.readers import read_dataset
+from dermascan.data.splits import make_fold_splits
+from dermascan.errors import ConfigError
+from dermascan.evaluation.crossval import CVConfig
+
+
+def _frame(n_lesions: int = 400, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for lesion in range(n_lesions):
+        dx = rng.choice(["MEL", "NV", "BCC", "BKL"], p=[0.2, 0.6, 0.1, 0.1])
+        rows += [{"image_id": f"i{lesion}-{k}", "lesion_id": f"l{lesion}", "dx": dx} for k in range(rng.integers(1, 4))]
+    return pd.DataFrame(rows)
+
+
+def test_every_lesion_is_tested_once_and_never_beside_its_own_training() -> None:
+    frame = _frame()
+    folds = [make_fold_splits(frame, 5, k, seed=3) for k in range(5)]
+    tested = pd.concat([f[f["split"] == "test"] for f in folds])
+    assert sorted(tested["image_id"]) == sorted(frame["image_id"])  # every image scored exactly once
+    for f in folds:
+        per_lesion = f.groupby("lesion_id")["split"].nunique()
+        assert (per_lesion == 1).all()  # a lesion sits in one split of a fold
+        counts = f["split"].value_counts(normalize=True)
+        assert 0.65 < counts["train"] < 0.75 and 0.07 < counts["val"] < 0.13 and 0.17 < counts["test"] < 0.23
+        # each class in its share in the validation and test splits (stratified), melanoma included
+        for split in ("val", "test"):
+            held = f[f["split"] == split].merge(frame, on=["image_id", "lesion_id"])
+            assert abs((held["dx"] == "MEL").mean() - (frame["dx"] == "MEL").mean()) < 0.06, split
+    assert make_fold_splits(frame, 5, 2, seed=3).equals(folds[2])  # the seed decides
+    assert not make_fold_splits(frame, 5, 2, seed=4).equals(folds[2])
+
+
+def test_bad_fold_arguments_are_named() -> None:
+    frame = _frame(20)
+    with pytest.raises(ValueError, match="at least 2 folds"):
+        make_fold_splits(frame, 1, 0)
+    with pytest.raises(ValueError, match="fold must be in 0..4"):
+        make_fold_splits(frame, 5, 5)
+    with pytest.raises(ConfigError, match="--fold must name folds"):
+        CVConfig(data="d", out="o", folds=3, only=(3,))
+    with pytest.raises(ConfigError, match="set by the cross-validation"):
+        CVConfig(data="d", out="o", train={"val_fraction": 0.2})
+
+
+@pytest.mark.slow
+def test_cv_command_trains_each_fold_and_pools_the_scored_halves(synth_small: Path, tmp_path: Path) -> None:
+    (tmp_path / "recipe.yaml").write_text("batch_size: 32\nprecision: 32-true\n")
+    out = tmp_path / "cv"
+    args = ["cv", "--data", str(synth_small), "--out", str(out), "--folds", "3", "--preset", "cpu-demo",
+            "--config", str(tmp_path / "recipe.yaml"), "--image-size", "32", "--epochs", "1"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "melanoma AUROC" in result.output and "validation figures over 3 fold(s)" in result.output
+    summary = json.loads((out / "cv.json").read_text())
+    assert summary["recipe"]["image_size"] == 32 and summary["recipe"]["epochs"] == 1
+    assert [r["fold"] for r in summary["folds"]] == [0, 1, 2]
+    assert all(r["minutes"] is not None and r["minutes"] > 0 for r in summary["folds"])
+    pooled = summary["pooled"]
+    n_images = len(read_dataset(synth_small, progress=False).frame)
+    assert pooled["n_images"] == n_images == sum(r["n_images"] for r in summary["folds"])  # each scored once
+    for key in ("auroc", "spec_at_90", "spec_at_95", "sensitivity", "specificity", "balanced_accuracy"):
+        lo, hi = pooled["intervals"][key]
+        assert lo <= pooled[key] <= hi, key
+    scored = pd.read_csv(out / "predictions.csv")
+    assert scored["image_id"].is_unique and len(scored) == n_images
+    assert "| melanoma AUROC |" in (out / "cv.md").read_text()
+
+    # resumed: a finished fold is not trained again (its minutes come from the first run)
+    again = CliRunner().invoke(app, [*args, "--fold", "1"])
+    assert again.exit_code == 0, again.output
+    assert json.loads((out / "cv.json").read_text())["folds"][0]["minutes"] == summary["folds"][1]["minutes"]
