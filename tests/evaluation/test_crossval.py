@@ -77,9 +77,10 @@ def test_cv_command_trains_each_fold_and_pools_the_scored_halves(synth_small: Pa
         assert lo <= pooled[key] <= hi, key
     scored = pd.read_csv(out / "predictions.csv")
     assert scored["image_id"].is_unique and len(scored) == n_images
-    assert "| melanoma AUROC |" in (out / "cv.md").read_text()
+    assert "| melanoma AUROC |" in (out / "cv.md").read_text() and "3 folds by lesion" in (out / "cv.md").read_text()
 
     # resumed: a finished fold is not trained again (its minutes come from the first run)
     again = CliRunner().invoke(app, [*args, "--fold", "1"])
     assert again.exit_code == 0, again.output
     assert json.loads((out / "cv.json").read_text())["folds"][0]["minutes"] == summary["folds"][1]["minutes"]
+    assert "1 of 3 folds by lesion (a quick look)" in (out / "cv.md").read_text()

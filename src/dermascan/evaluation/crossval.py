@@ -224,8 +224,10 @@ def format_summary(summary: dict[str, Any]) -> str:
         lo, hi = iv[key]
         return f"{p[key]:.3f} [{lo:.3f}, {hi:.3f}]"
 
+    n, folds = len(summary["folds"]), summary["config"]["folds"]
+    scope = f"{folds} folds by lesion" if n == folds else f"{n} of {folds} folds by lesion (a quick look)"
     lines = [
-        f"# Cross-validation: {summary['config']['folds']} folds by lesion ({summary['note']})",
+        f"# Cross-validation: {scope} ({summary['note']})",
         "",
         f"Recipe: {recipe['arch']} at {recipe['image_size']} px, {recipe['epochs']} epochs, loss {recipe['loss']}, "
         f"class weights {recipe['class_weighting']} (preset {summary['config']['preset']}).",
