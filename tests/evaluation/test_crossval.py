@@ -84,3 +84,18 @@ def test_cv_command_trains_each_fold_and_pools_the_scored_halves(synth_small: Pa
     assert again.exit_code == 0, again.output
     assert json.loads((out / "cv.json").read_text())["folds"][0]["minutes"] == summary["folds"][1]["minutes"]
     assert "1 of 3 folds by lesion (a quick look)" in (out / "cv.md").read_text()
+
+    # another recipe against this one: paired on the images both scored (fold 1 here)
+    other = tmp_path / "cv2"
+    args2 = [*args[:4], str(other), *args[5:-1], "2", "--fold", "1", "--against", str(out)]
+    result = CliRunner().invoke(app, args2)
+    assert result.exit_code == 0, result.output
+    assert f"against {out}: AUROC" in result.output
+    versus = json.loads((other / "cv.json").read_text())["against"]
+    assert versus["n_images"] == summary["folds"][1]["n_images"]
+    for key in ("auroc", "spec_at_90", "spec_at_95"):
+        lo, hi = versus[key]["interval"]
+        assert lo <= versus[key]["difference"] <= hi, key
+    assert "paired on the" in (other / "cv.md").read_text()
+    missing = CliRunner().invoke(app, [*args2[:-1], str(tmp_path / "nowhere")])
+    assert missing.exit_code == 2 and "no predictions.csv" in missing.output

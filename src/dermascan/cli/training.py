@@ -124,6 +124,10 @@ def cv(
     epochs: Annotated[int | None, typer.Option(help="Maximum epochs.")] = None,
     target_sensitivity: Annotated[float, typer.Option(help="Sensitivity each fold's threshold is locked for.")] = 0.90,
     seed: Annotated[int, typer.Option(help="Seeds the folds and the trainings.")] = 0,
+    against: Annotated[
+        Path | None,
+        typer.Option(help="A reference `dermascan cv` folder (same data, folds, seed): the paired difference."),
+    ] = None,
 ) -> None:
     """Cross-validate a training recipe by lesion: melanoma AUROC, specificity at 90% and 95% sensitivity, the
     locked threshold's sensitivity and specificity and balanced accuracy, pooled with 95% intervals, per fold,
@@ -145,6 +149,7 @@ def cv(
         target_sensitivity=target_sensitivity,
         seed=seed,
         only=tuple(fold) if fold else None,
+        against=str(against) if against is not None else None,
     )
     summary = cross_validate(cfg)
     p, iv = summary["pooled"], summary["pooled"]["intervals"]
@@ -153,4 +158,12 @@ def cv(
         f"sensitivity {p['spec_at_90']:.3f} [{iv['spec_at_90'][0]:.3f}, {iv['spec_at_90'][1]:.3f}] "
         f"(validation figures over {len(summary['folds'])} fold(s))"
     )
+    if "against" in summary:
+        d = summary["against"]
+        typer.echo(
+            f"against {against}: AUROC {d['auroc']['difference']:+.3f} [{d['auroc']['interval'][0]:+.3f}, "
+            f"{d['auroc']['interval'][1]:+.3f}], specificity at 90% sensitivity {d['spec_at_90']['difference']:+.3f} "
+            f"[{d['spec_at_90']['interval'][0]:+.3f}, {d['spec_at_90']['interval'][1]:+.3f}] (paired, "
+            f"{d['n_images']} images)"
+        )
     typer.echo(f"wrote {out / 'cv.md'} and {out / 'cv.json'}")

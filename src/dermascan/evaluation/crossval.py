@@ -52,6 +52,8 @@ class CVConfig:
         seed: seeds the folds and (with the fold number) each training.
         n_boot: bootstrap resamples of the pooled intervals.
         only: run these folds only (e.g. ``(0,)`` for a quick look); the pooled figures then cover them only.
+        against: another cross-validation's folder (same data, folds and seed): what this recipe bought
+            against it, paired on the images both scored (:func:`paired_difference`).
     """
 
     data: str
@@ -63,6 +65,7 @@ class CVConfig:
     seed: int = 0
     n_boot: int = 1000
     only: tuple[int, ...] | None = None
+    against: str | None = None
 
     def __post_init__(self) -> None:
         if self.folds < 2:
@@ -72,6 +75,11 @@ class CVConfig:
             bad = [k for k in self.only if not 0 <= k < self.folds]
             if bad or not self.only:
                 raise ConfigError(f"--fold must name folds in 0..{self.folds - 1}, got {list(self.only) or '(none)'}")
+        if self.against is not None and not (Path(self.against) / POOLED_FILE).is_file():
+            # said before an hour of training, not after
+            raise ConfigError(
+                f"--against {self.against} has no {POOLED_FILE}: give the folder of a finished `dermascan cv`"
+            )
         for key in ("data", "out", "val_fraction", "test_fraction"):
             if key in self.train:
                 raise ConfigError(f"{key} is set by the cross-validation itself; leave it out of the training options")
@@ -144,9 +152,50 @@ def cross_validate(cfg: CVConfig, progress: bool = True) -> dict[str, Any]:
             "per_fold": [r["minutes"] for r in rows],
         },
     }
+    if cfg.against is not None:
+        summary["against"] = {"reference": cfg.against, **paired_difference(cfg.against, out, cfg.n_boot, cfg.seed)}
     _io.write_json(out / CV_FILE, summary)
     _io.write_text(out / "cv.md", format_summary(summary))
     return summary
+
+
+def paired_difference(reference: str | Path, other: str | Path, n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """What ``other``'s recipe bought against ``reference``'s, on the images both scored (the same data, folds
+    and seed score the same images): the difference (other - reference) of melanoma AUROC and specificity at
+    90% and 95% sensitivity, with a paired bootstrap interval (the same resampled images for both, stratified
+    by melanoma). Paired, because most of each figure's uncertainty is which images a fold holds, and both
+    recipes share it.
+
+    Raises:
+        ConfigError: a folder without ``predictions.csv``, or no image scored by both.
+    """
+    frames = []
+    for folder in (reference, other):
+        path = Path(folder) / POOLED_FILE
+        if not path.is_file():
+            raise ConfigError(f"{folder} has no {POOLED_FILE}: give the folder of a finished `dermascan cv`")
+        frames.append(pd.read_csv(path, usecols=["image_id", "label", "p_melanoma"]))
+    both = frames[0].merge(frames[1], on=["image_id", "label"], suffixes=("_ref", "_new"))
+    if both.empty:
+        raise ConfigError(f"{reference} and {other} scored no image in common: run both on the same data and folds")
+    y = (both["label"].to_numpy() == MELANOMA_INDEX).astype(int)
+    scores = both[["p_melanoma_ref", "p_melanoma_new"]].to_numpy(np.float64)  # (N, 2)
+    figures = {"auroc": metrics.roc_auc_score} | {
+        f"spec_at_{round(t * 100)}": functools.partial(_spec_at, target=t) for t in SENSITIVITIES
+    }
+    out: dict[str, Any] = {"n_images": len(both), "n_melanomas": int(y.sum())}
+    for name, fn in figures.items():
+        e = bootstrap_ci(functools.partial(_delta, fn=fn), y, scores, n_boot=n_boot, seed=seed)
+        out[name] = {"difference": round(e.value, 4), "interval": _est(e)}
+    return out
+
+
+def _spec_at(y: np.ndarray, p: np.ndarray, target: float) -> float:
+    return metrics.specificity_at_sensitivity(y, p, target)[0]
+
+
+def _delta(y: np.ndarray, scores: np.ndarray, fn: Any) -> float:
+    return float(fn(y, scores[:, 1]) - fn(y, scores[:, 0]))
 
 
 def _check_fold(frame: pd.DataFrame, splits: pd.DataFrame, k: int) -> None:
@@ -246,6 +295,23 @@ def format_summary(summary: dict[str, Any]) -> str:
         "| minutes |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    against = summary.get("against")
+    if against is not None:
+        rows = [
+            f"| {label} | {against[key]['difference']:+.3f} [{against[key]['interval'][0]:+.3f}, "
+            f"{against[key]['interval'][1]:+.3f}] |"
+            for key, label in (("auroc", "melanoma AUROC"), ("spec_at_90", "spec. at 90% sens."),
+                               ("spec_at_95", "spec. at 95% sens."))
+        ]  # fmt: skip
+        lines[-3:-3] = [
+            "",
+            f"Against {against['reference']} (paired on the {against['n_images']} images both scored, this recipe "
+            "minus the reference, 95% paired bootstrap):",
+            "",
+            "| figure | difference |",
+            "|---|---|",
+            *rows,
+        ]
     for r in summary["folds"]:
         lines.append(
             f"| {r['fold']} | {r['n_images']} | {r['n_melanomas']} | {r['auroc']:.3f} | {r['spec_at_90']:.3f} | "
@@ -255,4 +321,4 @@ def format_summary(summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["CV_FILE", "CVConfig", "cross_validate", "format_summary"]
+__all__ = ["CV_FILE", "CVConfig", "cross_validate", "format_summary", "paired_difference"]
