@@ -13,7 +13,7 @@ These are validation figures on held-out lesions of the data given, never test f
 from __future__ import annotations
 
 import functools
-import logging
+import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,8 +28,6 @@ from dermascan.evaluation import metrics
 from dermascan.evaluation.bootstrap import bootstrap_ci
 from dermascan.evaluation.intervals import Estimate, wilson_estimate
 from dermascan.taxonomy import CLASSES, MELANOMA_INDEX
-
-log = logging.getLogger(__name__)
 
 CV_FILE = "cv.json"
 FOLDS_FILE = "folds.csv"
@@ -215,8 +213,6 @@ def _minutes(eval_dir: Path, measured: float | None) -> float | None:
         _io.write_json(path, {"training_minutes": measured})
         return round(measured, 2)
     if path.is_file():
-        import json
-
         return round(float(json.loads(path.read_text())["training_minutes"]), 2)
     return None
 
@@ -239,7 +235,7 @@ def _figures(frame: pd.DataFrame, cfg: CVConfig, n_boot: int) -> dict[str, Any]:
         "n_images": len(frame),
         "n_melanomas": int(y.sum()),
         "auroc": metrics.roc_auc_score(y, p),
-        **{f"spec_at_{round(t * 100)}": metrics.specificity_at_sensitivity(y, p, t)[0] for t in SENSITIVITIES},
+        **{f"spec_at_{round(t * 100)}": _spec_at(y, p, t) for t in SENSITIVITIES},
         "sensitivity": tp / max(1, tp + fn),
         "specificity": tn / max(1, tn + fp),
         "balanced_accuracy": metrics.balanced_accuracy_score(label, pred),
