@@ -11,10 +11,10 @@ import pytest
 from typer.testing import CliRunner
 
 from dermascan.cli import app
+from dermascan.crossval import CVConfig
 from dermascan.data.readers import read_dataset
 from dermascan.data.splits import make_fold_splits
 from dermascan.errors import ConfigError
-from dermascan.evaluation.crossval import CVConfig
 
 
 def _frame(n_lesions: int = 400, seed: int = 0) -> pd.DataFrame:

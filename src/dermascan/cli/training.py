@@ -134,7 +134,7 @@ def cv(
     and the training minutes (cv.json, cv.md)."""
     import yaml
 
-    from dermascan.evaluation.crossval import CVConfig, cross_validate
+    from dermascan.crossval import CVConfig, cross_validate
 
     overrides = yaml.safe_load(config.read_text()) if config is not None else {}
     overrides = dict(overrides or {}) | {
