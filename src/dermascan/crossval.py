@@ -3,9 +3,10 @@
 Per fold (:func:`~dermascan.data.splits.make_fold_splits`): the held-out fold is scored; of the other folds,
 half a fold's worth of lesions selects the checkpoint and locks the temperature and threshold
 (:func:`~dermascan.evaluation.evaluate.evaluate`), the rest trains. Over the folds every lesion is scored once,
-by a model that never saw it, at a threshold chosen on other lesions. The pooled predictions give one figure per metric with a
-bootstrap (AUROC, specificity at 90% and 95% sensitivity, balanced multi-class accuracy) or Wilson (the locked
-threshold's sensitivity and specificity) interval; the per-fold figures show the spread between folds.
+by a model that never saw it, at a threshold chosen on other lesions. The pooled predictions give one figure
+per metric with a bootstrap (AUROC, specificity at 90% and 95% sensitivity, balanced multi-class accuracy) or
+Wilson (the locked threshold's sensitivity and specificity) interval; the per-fold figures show the spread
+between folds.
 
 These are validation figures on held-out lesions of the data given, never test figures.
 """
