@@ -54,13 +54,7 @@ def make_splits(
             raise ValueError(f"{name} must be in [0, 1), got {v}")
     if val_fraction + test_fraction >= 1.0:
         raise ValueError(f"val_fraction + test_fraction must be < 1, got {val_fraction + test_fraction}")
-    missing = {"image_id", "lesion_id", "dx"} - set(frame.columns)
-    if missing:
-        raise ValueError(f"make_splits needs columns image_id, lesion_id, dx; missing {sorted(missing)}")
-
-    # A lesion's class is that of its images; if sources disagree, the most frequent wins.
-    lesion_dx = frame.groupby("lesion_id")["dx"].agg(lambda s: s.value_counts().index[0])
-    lesion_size = frame.groupby("lesion_id").size()
+    lesion_dx, lesion_size = _lesions(frame, "make_splits")
     fractions = {"test": test_fraction, "val": val_fraction}
     wanted = [s for s in ("test", "val") if fractions[s] > 0]
     assignment: dict[str, str] = {}
@@ -115,11 +109,7 @@ def make_fold_splits(frame: pd.DataFrame, folds: int, fold: int, seed: int = 0) 
         raise ValueError(f"cross-validation needs at least 2 folds, got {folds}")
     if not 0 <= fold < folds:
         raise ValueError(f"fold must be in 0..{folds - 1}, got {fold}")
-    missing = {"image_id", "lesion_id", "dx"} - set(frame.columns)
-    if missing:
-        raise ValueError(f"make_fold_splits needs columns image_id, lesion_id, dx; missing {sorted(missing)}")
-    lesion_dx = frame.groupby("lesion_id")["dx"].agg(lambda s: s.value_counts().index[0])
-    lesion_size = frame.groupby("lesion_id").size()
+    lesion_dx, lesion_size = _lesions(frame, "make_fold_splits")
     assignment: dict[str, str] = {}
     for k, code in enumerate(CLASSES):
         lesions = np.array(sorted(lesion_dx.index[lesion_dx == code]))
@@ -144,6 +134,16 @@ def make_fold_splits(frame: pd.DataFrame, folds: int, fold: int, seed: int = 0) 
     out["split"] = out["lesion_id"].map(assignment)
     check_no_leakage(out)
     return out.reset_index(drop=True)
+
+
+def _lesions(frame: pd.DataFrame, caller: str) -> tuple[pd.Series, pd.Series]:
+    """Each lesion's class and image count. A lesion's class is that of its images; if sources disagree, the
+    most frequent wins."""
+    missing = {"image_id", "lesion_id", "dx"} - set(frame.columns)
+    if missing:
+        raise ValueError(f"{caller} needs columns image_id, lesion_id, dx; missing {sorted(missing)}")
+    grouped = frame.groupby("lesion_id")
+    return grouped["dx"].agg(lambda s: s.value_counts().index[0]), grouped.size()
 
 
 def _warn_if_short(
