@@ -4,8 +4,8 @@ A real ``dermascan serve`` process on a free loopback port, a 1024x768 JPEG, hea
 random weights (ResNet-50 at 224 px by default: the brief's model; the figures do not depend on the weights).
 
 1. What each step of an answer costs, in this process: the Predictor from JPEG bytes to probabilities and heat
-   map (the reference), then what the service adds around it: the header checks, decode and drift features,
-   the overlay, its PNG (PIL's encoder and DermaScan's) and JPEG (the default), base64, the store write.
+   map (the reference), then what the service adds around it: the header checks and decode, the drift
+   features, the overlay, its PNG (PIL's encoder and DermaScan's) and JPEG (the default), base64, the store write.
 2. One client, requests one after another: the service's p50 over the Predictor's own p50 on the same bundle
    and image, timed in turns in this run (target: 1.25x), and the server's own steps (``Server-Timing``).
 3. 1, 4 and 16 concurrent clients for ``--seconds`` each: throughput, p50/p95/p99, errors, the server's memory
@@ -42,6 +42,7 @@ import psutil
 
 from dermascan.explain.render import encode_image, encode_png
 from dermascan.inference import Predictor
+from dermascan.monitoring.features import image_features
 from dermascan.serving.images import Limits, check_image
 from dermascan.store import clinics, db
 from dermascan.testing import random_bundle, synthetic_jpeg
@@ -104,7 +105,8 @@ def stage_costs(predictor: Predictor, photo: bytes, db_url: str, runs: int) -> d
         "predictor: JPEG bytes -> probabilities + heat map": median_ms(
             lambda: predictor.predict([photo], heatmap=True), runs
         ),
-        "service: header checks + decode + drift features": median_ms(lambda: check_image(photo, limits), runs),
+        "service: header checks + decode": median_ms(lambda: check_image(photo, limits), runs),
+        "service: drift features (beside the store write)": median_ms(lambda: image_features(checked.rgb), runs),
         "service: predictor on the decoded image": median_ms(
             lambda: predictor.predict([checked.rgb], heatmap=True), runs
         ),

@@ -1,4 +1,5 @@
-"""The auth dependency: ``Authorization: Bearer <key>`` -> the calling clinic."""
+"""The auth dependency: ``Authorization: Bearer <key>`` -> the calling clinic (a key the store accepted is
+trusted for ``key_cache_s`` seconds: :class:`~dermascan.serving.key_cache.KeyCache`)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from dermascan.serving.errors import ServiceError, unauthorized
 from dermascan.serving.state import State
 from dermascan.store import clinics
 from dermascan.store.clinics import Caller
+from dermascan.store.identity import hash_api_key
 
 _bearer = HTTPBearer(auto_error=False, description="A clinic's API key (`dermascan clinic add NAME`).")
 
@@ -27,6 +29,10 @@ async def caller(state: State, credentials: Annotated[HTTPAuthorizationCredentia
             "missing API key: send the header 'Authorization: Bearer <key>' "
             "(a clinic's key comes from `dermascan clinic add NAME`)"
         )
+    key_hash = hash_api_key(credentials.credentials)
+    found = state.key_cache.get(key_hash)
+    if found is not None:
+        return found
     assert state.sessions is not None
     sessions = state.sessions
 
@@ -40,6 +46,7 @@ async def caller(state: State, credentials: Annotated[HTTPAuthorizationCredentia
         raise ServiceError(503, "store_unavailable", "cannot check the API key: the store is unavailable") from e
     if found is None:
         raise unauthorized("unknown or revoked API key; ask the operator for a valid key")
+    state.key_cache.put(key_hash, found)
     return found
 
 

@@ -94,6 +94,13 @@ class ServeSettings(BaseSettings):
     log_level: str = Field("info", description="uvicorn log level.")
     https: bool = Field(False, description="Served over TLS (e.g. behind a proxy): page cookies are marked Secure.")
     session_hours: float = Field(12, gt=0, le=24 * 7, description="Lifetime of a clinician page sign-in, hours.")
+    key_cache_s: float = Field(
+        10.0,
+        ge=0,
+        le=300,
+        description="How long a checked API key is trusted without asking the store again, s (0: every request "
+        "asks; a revoked key stops working at most this long after `dermascan clinic revoke`).",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> ServeSettings:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from dermascan.serving.engine import InferenceEngine
 from dermascan.serving.images import Limits
+from dermascan.serving.key_cache import KeyCache
 from dermascan.serving.metrics import ServiceMetrics
 from dermascan.serving.rollout import Rollout
 from dermascan.serving.settings import ServeSettings
@@ -36,6 +37,7 @@ class ServiceState:
         keeper: image keeping, when switched on.
         challenger_digest: sha256 of the challenger's manifest ("" without one).
         rollout: the shadow and canary shares (``None`` without a challenger).
+        key_cache: API keys the store accepted in the last ``key_cache_s`` seconds.
     """
 
     settings: ServeSettings
@@ -49,6 +51,10 @@ class ServiceState:
     keeper: ImageKeeper | None = None
     challenger_digest: str = ""
     rollout: Rollout | None = None
+    key_cache: KeyCache = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.key_cache = KeyCache(self.settings.key_cache_s)
 
     @property
     def limits(self) -> Limits:
