@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import json
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,6 +34,7 @@ from dermascan.taxonomy import CLASSES, MELANOMA_INDEX
 CV_FILE = "cv.json"
 FOLDS_FILE = "folds.csv"
 POOLED_FILE = "predictions.csv"
+MINUTES_FILE = "minutes.json"
 #: Sensitivities the specificity is read at (the brief's 90% and the stricter 95%).
 SENSITIVITIES = (0.90, 0.95)
 
@@ -53,6 +55,11 @@ class CVConfig:
         only: run these folds only (e.g. ``(0,)`` for a quick look); the pooled figures then cover them only.
         against: another cross-validation's folder (same data, folds and seed): what this recipe bought
             against it, paired on the images both scored (:func:`paired_difference`).
+        tta: each fold's temperature and threshold are locked on, and its images scored by, the average over the
+            image and its flips (the policy the Predictor then serves with ``tta``).
+        models_from: another cross-validation's folder whose trained folds are reused (linked, not copied): only
+            the evaluation runs, so a change of the decision policy (``tta``, the target) costs minutes, not
+            an hour, and is paired with that folder's figures on the very same models.
     """
 
     data: str
@@ -65,6 +72,8 @@ class CVConfig:
     n_boot: int = 1000
     only: tuple[int, ...] | None = None
     against: str | None = None
+    tta: bool = False
+    models_from: str | None = None
 
     def __post_init__(self) -> None:
         if self.folds < 2:
@@ -79,6 +88,19 @@ class CVConfig:
             raise ConfigError(
                 f"--against {self.against} has no {POOLED_FILE}: give the folder of a finished `dermascan cv`"
             )
+        if self.models_from is not None:
+            if not any(Path(self.models_from).glob("fold*/run/last.ckpt")):
+                raise ConfigError(
+                    f"--models-from {self.models_from} holds no trained folds: give the folder of a `dermascan cv`"
+                )
+            if self.train:
+                raise ConfigError(
+                    "--models-from reuses trained folds: training options ("
+                    + ", ".join(sorted(self.train))
+                    + ") cannot change them; leave them out, or train anew without --models-from"
+                )
+            if Path(self.models_from).resolve() == Path(self.out).resolve():
+                raise ConfigError("--models-from must name another folder than --out")
         for key in ("data", "out", "val_fraction", "test_fraction"):
             if key in self.train:
                 raise ConfigError(f"{key} is set by the cross-validation itself; leave it out of the training options")
@@ -98,13 +120,17 @@ def cross_validate(cfg: CVConfig, progress: bool = True) -> dict[str, Any]:
     """
     from dermascan.data.splits import make_fold_splits, write_splits
     from dermascan.evaluation.evaluate import evaluate
-    from dermascan.runs import SPLITS_FILE
+    from dermascan.runs import SPLITS_FILE, load_run
     from dermascan.training.config import read_run_data, resolve_config
     from dermascan.training.train import train
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     base = resolve_config(cfg.preset, data=cfg.data, out=str(out / "fold0" / "run"), **cfg.train)
+    if cfg.models_from is not None:
+        base = (
+            load_run(_source_run(cfg, (cfg.only or (0,))[0]), model=False).config or base
+        )  # the recipe that trained them
     index = read_run_data(base, progress=progress)
     rows, pooled = [], []
     for k in cfg.only if cfg.only is not None else range(cfg.folds):
@@ -112,19 +138,30 @@ def cross_validate(cfg: CVConfig, progress: bool = True) -> dict[str, Any]:
         splits = make_fold_splits(index.frame, cfg.folds, k, cfg.seed)
         _check_fold(index.frame, splits, k)
         minutes = None
-        if not ((run_dir / "last.ckpt").is_file() and (eval_dir / "predictions_detail.csv").is_file()):
-            run_dir.mkdir(parents=True, exist_ok=True)
-            write_splits(splits, run_dir / SPLITS_FILE)  # the data module trains on these instead of its own
-            config = resolve_config(cfg.preset, data=cfg.data, out=str(run_dir), seed=cfg.seed * 100 + k, **cfg.train)
-            t0 = time.perf_counter()
+        if cfg.models_from is not None and not (run_dir / "last.ckpt").exists():
+            _link_run(_source_run(cfg, k), run_dir, splits)
+        # the minutes are written once training finished: a last.ckpt without them is an interrupted training
+        trained = (run_dir / "last.ckpt").is_file() and (run_dir.parent / MINUTES_FILE).is_file()
+        if not (trained and (eval_dir / "predictions_detail.csv").is_file()):
+            if not trained:
+                run_dir.mkdir(parents=True, exist_ok=True)
+                write_splits(splits, run_dir / SPLITS_FILE)  # the data module trains on these instead of its own
+                config = resolve_config(
+                    cfg.preset, data=cfg.data, out=str(run_dir), seed=cfg.seed * 100 + k, **cfg.train
+                )
+                t0 = time.perf_counter()
+                if progress:
+                    print(f"fold {k + 1}/{cfg.folds}: training {config.arch} at {config.image_size} px", flush=True)
+                train(config, index=index, progress=progress)
+                minutes = (time.perf_counter() - t0) / 60
+                _io.write_json(run_dir.parent / MINUTES_FILE, {"training_minutes": minutes})
             if progress:
-                print(f"fold {k + 1}/{cfg.folds}: training {config.arch} at {config.image_size} px", flush=True)
-            train(config, index=index, progress=progress)
-            minutes = (time.perf_counter() - t0) / 60
+                print(f"fold {k + 1}/{cfg.folds}: locking the threshold and scoring" + (" (TTA)" * cfg.tta), flush=True)
             evaluate(
                 run_dir,
                 eval_dir,
                 index=index,
+                tta=cfg.tta,
                 target_sensitivity=cfg.target_sensitivity,
                 recalibrate=True,
                 n_boot=200,
@@ -133,7 +170,7 @@ def cross_validate(cfg: CVConfig, progress: bool = True) -> dict[str, Any]:
         scored = pd.read_csv(eval_dir / "predictions_detail.csv")
         scored["fold"] = k
         pooled.append(scored)
-        rows.append({"fold": k, "minutes": _minutes(eval_dir, minutes), **_figures(scored, cfg, n_boot=0)})
+        rows.append({"fold": k, "minutes": _minutes(run_dir.parent, minutes), **_figures(scored, cfg, n_boot=0)})
         if progress:
             r = rows[-1]
             print(f"fold {k + 1}: melanoma AUROC {r['auroc']:.3f}, spec@90% {r['spec_at_90']:.3f}", flush=True)
@@ -207,11 +244,49 @@ def _check_fold(frame: pd.DataFrame, splits: pd.DataFrame, k: int) -> None:
             )
 
 
-def _minutes(eval_dir: Path, measured: float | None) -> float | None:
-    """This session's training minutes, or the ones a resumed fold recorded before."""
-    path = eval_dir.parent / "minutes.json"
+def _source_run(cfg: CVConfig, k: int) -> Path:
+    assert cfg.models_from is not None
+    run = Path(cfg.models_from) / f"fold{k}" / "run"
+    if not ((run / "last.ckpt").is_file() and (run.parent / MINUTES_FILE).is_file()):
+        raise ConfigError(
+            f"--models-from {cfg.models_from} has no finished fold {k} (no {run / 'last.ckpt'} and "
+            f"{run.parent / MINUTES_FILE}): let that cross-validation finish first"
+        )
+    return run
+
+
+def _link_run(source: Path, run_dir: Path, splits: pd.DataFrame) -> None:
+    """A run folder of its own for ``source``'s trained model: checkpoints linked, the small files copied, no
+    operating point (this cross-validation locks its own), the training minutes carried over.
+
+    Raises:
+        ConfigError: ``source`` was trained on other folds (another data, fold count or seed).
+    """
+    from dermascan.data.splits import read_splits
+    from dermascan.runs import SPLITS_FILE
+
+    theirs = read_splits(source / SPLITS_FILE)
+    same = theirs.set_index("image_id")["split"].sort_index().equals(splits.set_index("image_id")["split"].sort_index())
+    if not same:
+        raise ConfigError(
+            f"{source} was trained on other folds than these: give --models-from a cross-validation of the same "
+            "--data, --folds and --seed"
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for f in sorted(source.iterdir()):
+        if f.name == "operating_point.json" or not f.is_file():
+            continue
+        if f.suffix == ".ckpt":
+            (run_dir / f.name).symlink_to(f.resolve())
+        else:
+            shutil.copy2(f, run_dir / f.name)
+    shutil.copy2(source.parent / MINUTES_FILE, run_dir.parent / MINUTES_FILE)
+
+
+def _minutes(fold_dir: Path, measured: float | None) -> float | None:
+    """This session's training minutes, or the ones a resumed (or reused) fold recorded before."""
+    path = fold_dir / MINUTES_FILE
     if measured is not None:
-        _io.write_json(path, {"training_minutes": measured})
         return round(measured, 2)
     if path.is_file():
         return round(float(json.loads(path.read_text())["training_minutes"]), 2)
@@ -276,7 +351,14 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"# Cross-validation: {scope} ({summary['note']})",
         "",
         f"Recipe: {recipe['arch']} at {recipe['image_size']} px, {recipe['epochs']} epochs, loss {recipe['loss']}, "
-        f"class weights {recipe['class_weighting']} (preset {summary['config']['preset']}).",
+        f"class weights {recipe['class_weighting']} (preset {summary['config']['preset']})"
+        + (
+            "; threshold locked on, and images scored with, flip test-time augmentation"
+            if summary["config"].get("tta")
+            else ""
+        )
+        + (f"; the trained folds of {summary['config']['models_from']}" if summary["config"].get("models_from") else "")
+        + ".",
         f"Mean training minutes per fold: {summary['training_minutes']['mean']}.",
         "",
         "| figure (pooled over folds, 95% interval) | value |",

@@ -99,3 +99,32 @@ def test_cv_command_trains_each_fold_and_pools_the_scored_halves(synth_small: Pa
     assert "paired on the" in (other / "cv.md").read_text()
     missing = CliRunner().invoke(app, [*args2[:-1], str(tmp_path / "nowhere")])
     assert missing.exit_code == 2 and "no predictions.csv" in missing.output
+
+    # the same trained folds, another decision policy (flip TTA): nothing retrained, the source left as it was
+    point = (out / "fold1" / "run" / "operating_point.json").read_text()
+    tta = tmp_path / "cv-tta"
+    args3 = ["cv", "--data", str(synth_small), "--out", str(tta), "--folds", "3", "--fold", "1", "--preset",
+             "cpu-demo", "--tta", "--models-from", str(out), "--against", str(out)]  # fmt: skip
+    result = CliRunner().invoke(app, args3)
+    assert result.exit_code == 0, result.output
+    reused = json.loads((tta / "cv.json").read_text())
+    assert reused["config"]["tta"] and reused["folds"][0]["minutes"] == summary["folds"][1]["minutes"]
+    assert (tta / "fold1" / "run" / "last.ckpt").is_symlink()
+    assert json.loads((tta / "fold1" / "run" / "operating_point.json").read_text())["tta"] is True
+    assert (out / "fold1" / "run" / "operating_point.json").read_text() == point
+    assert "flip test-time augmentation" in (tta / "cv.md").read_text()
+    ours, theirs = (pd.read_csv(d / "predictions.csv").set_index("image_id").sort_index() for d in (tta, out))
+    assert not np.allclose(ours["p_melanoma"], theirs.loc[ours.index, "p_melanoma"])  # other views were scored
+    # refused: training options beside reused models, folds of another seed, an unfinished source
+    for extra, message in (
+        (["--epochs", "3"], "training options (epochs) cannot change them"),
+        (["--seed", "1", "--out", str(tmp_path / "cv-seed")], "trained on other folds"),
+    ):
+        refused = CliRunner().invoke(app, [*args3, *extra])
+        assert refused.exit_code == 2 and message in refused.output, (extra, refused.output)
+    half = tmp_path / "half"
+    (half / "fold1" / "run").mkdir(parents=True)
+    (half / "fold1" / "run" / "last.ckpt").write_bytes(b"")  # a training that never finished
+    args4 = [*args3[:4], str(tmp_path / "cv-half"), *args3[5:13], str(half)]
+    refused = CliRunner().invoke(app, args4)
+    assert refused.exit_code == 2 and "no finished fold 1" in refused.output, refused.output

@@ -128,6 +128,13 @@ def cv(
         Path | None,
         typer.Option(help="A reference `dermascan cv` folder (same data, folds, seed): the paired difference."),
     ] = None,
+    tta: Annotated[
+        bool, typer.Option(help="Lock each threshold on, and score, the average over the image and its flips.")
+    ] = False,
+    models_from: Annotated[
+        Path | None,
+        typer.Option(help="Reuse this `dermascan cv` folder's trained folds: only the evaluation runs (e.g. --tta)."),
+    ] = None,
 ) -> None:
     """Cross-validate a training recipe by lesion: melanoma AUROC, specificity at 90% and 95% sensitivity, the
     locked threshold's sensitivity and specificity and balanced accuracy, pooled with 95% intervals, per fold,
@@ -150,6 +157,8 @@ def cv(
         seed=seed,
         only=tuple(fold) if fold else None,
         against=str(against) if against is not None else None,
+        tta=tta,
+        models_from=str(models_from) if models_from is not None else None,
     )
     summary = cross_validate(cfg)
     p, iv = summary["pooled"], summary["pooled"]["intervals"]
