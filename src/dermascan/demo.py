@@ -99,7 +99,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
-class _Steps:
+class Steps:
     """Runs named steps, prints progress and keeps their timings."""
 
     def __init__(self, echo: Callable[[str], None]) -> None:
@@ -128,7 +128,7 @@ def run_demo(out_dir: str | Path, cfg: DemoConfig | None = None, echo: Callable[
     cfg = cfg or DemoConfig()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    steps = _Steps(echo)
+    steps = Steps(echo)
     start = time.perf_counter()
     data = out / "data"
     if not (data / "metadata.csv").exists():
@@ -187,7 +187,7 @@ def run_demo(out_dir: str | Path, cfg: DemoConfig | None = None, echo: Callable[
 
 
 def _audit(
-    out: Path, winner: str, evals: dict[str, Path], index: Any, steps: _Steps, summary: dict, cfg: DemoConfig
+    out: Path, winner: str, evals: dict[str, Path], index: Any, steps: Steps, summary: dict, cfg: DemoConfig
 ) -> None:
     """Heat maps, error analysis and fairness audit of the winner, then its bundle: export, predict, benchmark."""
     from dermascan.evaluation.evaluate import audit_errors, audit_fairness
@@ -210,7 +210,7 @@ def _audit(
     summary["operations"] = _operations(out, winner, evals[winner], steps, cfg)
 
 
-def _operations(out: Path, winner: str, eval_dir: Path, steps: _Steps, cfg: DemoConfig) -> dict[str, Any]:
+def _operations(out: Path, winner: str, eval_dir: Path, steps: Steps, cfg: DemoConfig) -> dict[str, Any]:
     """What the operator and the clinic's purse see: monitoring on simulated traffic (steady, a new dermoscope),
     the promotion gates and the registry, a shadow A/B decision, the labelling ranking and the cost table."""
     from dermascan.active_learning.demo import demo_step as labelling
@@ -235,7 +235,7 @@ def _operations(out: Path, winner: str, eval_dir: Path, steps: _Steps, cfg: Demo
     }
 
 
-def _deployment(out: Path, winner: str, eval_dir: Path, steps: _Steps) -> dict[str, Any]:
+def _deployment(out: Path, winner: str, eval_dir: Path, steps: Steps) -> dict[str, Any]:
     """Export the winner to an ONNX bundle (parity-checked), predict a few test images through it, benchmark it;
     also try an int8 bundle, which must pass the same parity gate on the trained model's validation images."""
     import pandas as pd

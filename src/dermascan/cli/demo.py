@@ -40,3 +40,32 @@ def demo(
         quick, n_images=n_images, epochs=epochs, seed=seed, audit=audit, variants=tuple(variant) if variant else None
     )
     run_demo(out, cfg, echo=typer.echo)
+
+
+@app.command("real-demo")
+def real_demo(
+    data: Annotated[Path, typer.Option(help="Dataset folder with lesion ids (e.g. ../shared/data/ham10000-200).")],
+    out: OutOpt = Path("real_demo_out"),
+    preset: Annotated[str, typer.Option(help="Training recipe (ResNet-18 from scratch, 96 px, 10 epochs).")] = (
+        "ham10000-cpu"
+    ),
+    config: Annotated[Path | None, typer.Option(help="YAML file of training keys (overrides the preset).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Maximum epochs.")] = None,
+    image_size: Annotated[int | None, typer.Option(help="Network input side in pixels.")] = None,
+    tta: Annotated[bool, typer.Option(help="Lock the threshold on, and score with, flip-averaged views.")] = False,
+    target_sensitivity: Annotated[float, typer.Option(help="Melanoma sensitivity the threshold is locked for.")] = 0.90,
+    bench: Annotated[bool, typer.Option(help="Benchmark the exported bundle's latency.")] = True,
+) -> None:
+    """Real dermoscopy on a CPU, end to end: train, lock the threshold on validation, score the held-out lesions,
+    audit fairness by age, sex and site, export and benchmark (report.md, summary.json)."""
+    import yaml
+
+    from dermascan.real_demo import RealDemoConfig, run_real_demo
+
+    train = dict(yaml.safe_load(config.read_text()) or {}) if config is not None else {}
+    train |= {k: v for k, v in {"epochs": epochs, "image_size": image_size}.items() if v is not None}
+    cfg = RealDemoConfig(
+        data=str(data), out=str(out), preset=preset, target_sensitivity=target_sensitivity, tta=tta, bench=bench,
+        train=train,
+    )  # fmt: skip
+    run_real_demo(cfg, echo=typer.echo)
