@@ -118,19 +118,16 @@ def cross_validate(cfg: CVConfig, progress: bool = True) -> dict[str, Any]:
     Raises:
         ConfigError: a fold's validation or test split has no melanoma (too few lesions for this many folds).
     """
-    from dermascan.data.splits import make_fold_splits, write_splits
+    from dermascan.data.splits import make_fold_splits
     from dermascan.evaluation.evaluate import evaluate
-    from dermascan.runs import SPLITS_FILE, load_run
+    from dermascan.runs import load_run
     from dermascan.training.config import read_run_data, resolve_config
-    from dermascan.training.train import train
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     base = resolve_config(cfg.preset, data=cfg.data, out=str(out / "fold0" / "run"), **cfg.train)
-    if cfg.models_from is not None:
-        base = (
-            load_run(_source_run(cfg, (cfg.only or (0,))[0]), model=False).config or base
-        )  # the recipe that trained them
+    if cfg.models_from is not None:  # the recipe that trained the reused folds
+        base = load_run(_source_run(cfg, (cfg.only or (0,))[0]), model=False).config or base
     index = read_run_data(base, progress=progress)
     rows, pooled = [], []
     for k in cfg.only if cfg.only is not None else range(cfg.folds):
@@ -144,17 +141,7 @@ def cross_validate(cfg: CVConfig, progress: bool = True) -> dict[str, Any]:
         trained = (run_dir / "last.ckpt").is_file() and (run_dir.parent / MINUTES_FILE).is_file()
         if not (trained and (eval_dir / "predictions_detail.csv").is_file()):
             if not trained:
-                run_dir.mkdir(parents=True, exist_ok=True)
-                write_splits(splits, run_dir / SPLITS_FILE)  # the data module trains on these instead of its own
-                config = resolve_config(
-                    cfg.preset, data=cfg.data, out=str(run_dir), seed=cfg.seed * 100 + k, **cfg.train
-                )
-                t0 = time.perf_counter()
-                if progress:
-                    print(f"fold {k + 1}/{cfg.folds}: training {config.arch} at {config.image_size} px", flush=True)
-                train(config, index=index, progress=progress)
-                minutes = (time.perf_counter() - t0) / 60
-                _io.write_json(run_dir.parent / MINUTES_FILE, {"training_minutes": minutes})
+                minutes = _train_fold(cfg, k, splits, index, run_dir, progress)
             if progress:
                 print(f"fold {k + 1}/{cfg.folds}: locking the threshold and scoring" + (" (TTA)" * cfg.tta), flush=True)
             evaluate(
@@ -242,6 +229,25 @@ def _check_fold(frame: pd.DataFrame, splits: pd.DataFrame, k: int) -> None:
                 f"fold {k}'s {half} split holds no melanoma: too few melanoma lesions for this many folds; "
                 "use fewer --folds or more images"
             )
+
+
+def _train_fold(cfg: CVConfig, k: int, splits: pd.DataFrame, index: Any, run_dir: Path, progress: bool) -> float:
+    """Train fold ``k``'s model on its training lesions; returns (and records) the training minutes."""
+    from dermascan.data.splits import write_splits
+    from dermascan.runs import SPLITS_FILE
+    from dermascan.training.config import resolve_config
+    from dermascan.training.train import train
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_splits(splits, run_dir / SPLITS_FILE)  # the data module trains on these instead of its own
+    config = resolve_config(cfg.preset, data=cfg.data, out=str(run_dir), seed=cfg.seed * 100 + k, **cfg.train)
+    if progress:
+        print(f"fold {k + 1}/{cfg.folds}: training {config.arch} at {config.image_size} px", flush=True)
+    t0 = time.perf_counter()
+    train(config, index=index, progress=progress)
+    minutes = (time.perf_counter() - t0) / 60
+    _io.write_json(run_dir.parent / MINUTES_FILE, {"training_minutes": minutes})
+    return minutes
 
 
 def _source_run(cfg: CVConfig, k: int) -> Path:
