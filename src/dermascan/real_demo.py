@@ -8,7 +8,8 @@ benchmark it -> ``summary.json`` and ``report.md``.
 Every figure is a validation figure on held-out HAM10000 lesions (no lesion of the test split was trained on,
 or chose the checkpoint, the temperature or the threshold), never an external test figure.
 
-A finished step is not run again: an interrupted run resumes (delete ``OUT`` to start over).
+A finished training is not run again: a rerun keeps the trained model and repeats only the steps after it
+(about a minute); delete ``OUT`` to start over.
 """
 
 from __future__ import annotations
