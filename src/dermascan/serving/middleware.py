@@ -3,13 +3,19 @@
 An analysis answers with a ``Server-Timing`` header (W3C Server Timing: browsers' developer tools draw it): each
 step's milliseconds (``parse``, ``check``, ``model``, ``render``, ``store``) and ``total`` to the response.
 
-The body limit is checked on ``Content-Length`` first (refused before a byte is read) and again while the body
-streams in (a chunked upload without a length). Latency is labelled by the route *template*
-(``/api/v1/predictions/{prediction_id}``), never the raw path, so ids do not become metric labels.
+The body limit is checked on ``Content-Length`` first (refused before the body is parsed) and again while the
+body streams in (a chunked upload without a length). Before the 413 is sent, the rest of the body is read and
+dropped, up to :data:`DRAIN_FACTOR` times the limit and :data:`DRAIN_SECONDS`: closing a connection with unread
+bytes makes the kernel answer them with a reset, which can destroy the 413 before the client reads it (seen as a
+client-side read error instead of the JSON message). Past those bounds the connection is closed at once.
+
+Latency is labelled by the route *template* (``/api/v1/predictions/{prediction_id}``), never the raw path, so
+ids do not become metric labels.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
@@ -18,6 +24,25 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dermascan.serving.errors import ServiceError
 from dermascan.serving.metrics import ServiceMetrics
+
+#: How much of an oversized body is read and dropped before its 413, relative to the limit, and for how long.
+DRAIN_FACTOR = 4
+DRAIN_SECONDS = 5.0
+
+
+async def _drain(receive: Receive, budget: int) -> None:
+    """Read and drop the rest of a request body: at most ``budget`` bytes and :data:`DRAIN_SECONDS`."""
+    try:
+        async with asyncio.timeout(DRAIN_SECONDS):  # a slow sender is not waited for
+            while budget > 0:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return  # the client went away
+                budget -= len(message.get("body", b""))
+                if not message.get("more_body", False):
+                    return
+    except TimeoutError:
+        return
 
 
 def _too_large(limit: int) -> ServiceError:
@@ -55,6 +80,8 @@ class RequestMiddleware:
         except ValueError:
             length = 0
         if length > self.limit:
+            if length <= DRAIN_FACTOR * self.limit:
+                await _drain(receive, length)
             await _send_error(send_and_note, _too_large(self.limit))
         else:
             received = 0
@@ -65,6 +92,8 @@ class RequestMiddleware:
                 if message["type"] == "http.request":
                     received += len(message.get("body", b""))
                     if received > self.limit:
+                        if message.get("more_body", False):
+                            await _drain(receive, (DRAIN_FACTOR - 1) * self.limit)
                         raise _too_large(self.limit)
                 return message
 
