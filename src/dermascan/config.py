@@ -15,6 +15,11 @@ IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 
+#: Smallest shorter side a JPEG is decoded at by default (:attr:`Preprocessing.jpeg_draft`): the heat-map overlay
+#: is drawn at the decoded size, and 384 px reads well on the clinician's page.
+DRAFT_MIN_SIDE = 384
+
+
 @dataclass(frozen=True)
 class Preprocessing:
     """How an image becomes a model input (the eval transform; training adds augmentation on top).
@@ -26,6 +31,13 @@ class Preprocessing:
         mean: per-channel mean subtracted after scaling to [0, 1] (ImageNet statistics by default).
         std: per-channel standard deviation divided by after subtracting the mean.
         interpolation: resampling filter for the resize: ``bilinear`` or ``bicubic``.
+        jpeg_draft: decode a JPEG at a reduced DCT scale (1/2, 1/4 or 1/8) that keeps its shorter side at
+            least this many pixels (never below ``resize_size``): a 1024x768 photo decodes at 512x384, the
+            decoder skips part of its work and the resize has a quarter of the pixels. The floor is above the
+            network's needs because the heat map is drawn over the decoded image and must stay readable on
+            the page. It changes pixel values a little, so it is part of the model's preprocessing: training,
+            evaluation and serving all decode through it. ``None``: full scale, as runs and bundles written
+            before this field existed did (``from_dict`` reads them so).
     """
 
     input_size: int = 224
@@ -33,6 +45,7 @@ class Preprocessing:
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     interpolation: str = "bilinear"
+    jpeg_draft: int | None = DRAFT_MIN_SIDE
 
     def __post_init__(self) -> None:
         if self.input_size < 8:
@@ -48,16 +61,19 @@ class Preprocessing:
             raise ValueError(f"mean and std need 3 channels with std > 0, got {self.mean}, {self.std}")
         object.__setattr__(self, "mean", tuple(float(m) for m in self.mean))
         object.__setattr__(self, "std", tuple(float(s) for s in self.std))
+        if self.jpeg_draft is not None:
+            object.__setattr__(self, "jpeg_draft", max(int(self.jpeg_draft), self.resize_size))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Preprocessing:
+        d = {"jpeg_draft": None, **d}  # written before draft decoding existed: those models saw full-scale decodes
         return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()})
 
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "Preprocessing"]
+__all__ = ["DRAFT_MIN_SIDE", "IMAGENET_MEAN", "IMAGENET_STD", "Preprocessing"]
 
 
 def read_yaml_mapping(path: str | os.PathLike[str], option: str, error: type[Exception]) -> dict[str, Any]:

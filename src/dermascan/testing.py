@@ -7,6 +7,7 @@ export path (:func:`random_bundle`), and synthetic JPEGs that decode like dermos
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -49,13 +50,18 @@ def synthetic_jpeg(width: int = 1024, height: int = 768, seed: int = 0, quality:
     return buf.getvalue()
 
 
-def random_run(out_dir: str | os.PathLike[str], arch: str, image_size: int | None = None, seed: int = 0) -> Path:
+def random_run(
+    out_dir: str | os.PathLike[str], arch: str, image_size: int | None = None, seed: int = 0, jpeg_draft: bool = True
+) -> Path:
     """A run folder with a random-weight checkpoint of ``arch`` (``best.ckpt``), for timing and tests.
 
     The head is re-drawn with a wide spread (std 0.5): torchvision ViTs start with a zero head, whose constant
     logits make parity and heat maps meaningless, and a default-initialised head gives near-uniform
     probabilities whose argmax flips at the slightest rounding, unlike a trained model's, so reduced-precision
     parity (decisions) would test the initialisation instead of the export.
+
+    ``jpeg_draft=False`` gives the model full-scale JPEG decoding (:attr:`~dermascan.config.Preprocessing.jpeg_draft`
+    ``None``), as every model had before draft decoding: the "before" of a benchmark.
 
     Returns:
         The run folder.
@@ -67,6 +73,8 @@ def random_run(out_dir: str | os.PathLike[str], arch: str, image_size: int | Non
 
     torch.manual_seed(seed)
     model = create_model(arch, weights="none", image_size=image_size).eval()
+    if not jpeg_draft:
+        model.preprocessing = dataclasses.replace(model.preprocessing, jpeg_draft=None)
     head = model.get_submodule(model_info(arch)["classifier"])
     torch.nn.init.normal_(head.weight, std=0.5)
     torch.nn.init.normal_(head.bias, std=0.1)
@@ -109,6 +117,7 @@ def random_bundle(
     parity_runtimes: Sequence[str] | None = None,
     reuse: bool = False,
     seed: int = 0,
+    jpeg_draft: bool = True,
 ) -> Path:
     """A random-weight run exported to a bundle: ``out_dir/run`` and ``out_dir/bundle``.
 
@@ -126,6 +135,7 @@ def random_bundle(
         parity_runtimes: runtimes checked at export (``None``: all present).
         reuse: return the bundle already in ``out_dir`` instead of exporting again.
         seed: weight seed.
+        jpeg_draft: ``False``: the model decodes JPEGs at full scale (see :func:`random_run`).
 
     Returns:
         The bundle folder.
@@ -136,7 +146,7 @@ def random_bundle(
     bundle = out / "bundle"
     if reuse and (bundle / "manifest.json").is_file():
         return bundle
-    run = random_run(out / "run", arch, image_size, seed)
+    run = random_run(out / "run", arch, image_size, seed, jpeg_draft)
     if operating_point is not None:
         (run / OPERATING_POINT_FILE).write_text(json.dumps(operating_point))
     images = [synthetic_jpeg(96 + 24 * i, 72 + 8 * i, seed=i) for i in range(4)]

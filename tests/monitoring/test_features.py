@@ -56,3 +56,11 @@ def test_dark_corners_are_counted_outside_the_inscribed_ellipse() -> None:
 def test_large_images_are_measured_on_a_thumbnail() -> None:
     f = image_features(Image.new("RGB", (2000, 1000), (200, 150, 120)))
     assert (f["width"], f["height"]) == (2000, 1000) and abs(f["mean_r"] - 200 / 255) < 1e-3
+
+
+def test_a_draft_decoded_image_keeps_its_capture_size() -> None:
+    """A JPEG decoded at 1/2 scale for the model is still a 2000x1000 capture to the quality checks."""
+    full = image_features(Image.new("RGB", (2000, 1000), (200, 150, 120)))
+    draft = image_features(Image.new("RGB", (1000, 500), (200, 150, 120)), size=(2000, 1000))
+    assert (draft["width"], draft["height"]) == (2000, 1000)
+    assert abs(draft["mean_r"] - full["mean_r"]) < 1e-6 and abs(draft["brightness"] - full["brightness"]) < 1e-6

@@ -161,3 +161,22 @@ def test_attention_map_of_a_large_image_is_capped(live: Live) -> None:
     out = live.analyze(image=jpeg(800, 600)).json()
     overlay = Image.open(io.BytesIO(base64.b64decode(out["attention_map"])))
     assert overlay.size == (512, 384)  # attention_map_max_side, aspect kept
+
+
+def test_a_large_jpeg_is_decoded_at_the_models_draft_scale(live: Live, tiny_bundle) -> None:
+    """The service decodes a JPEG as the bundle's training did (``jpeg_draft``: 1600x1200 at 1/2 -> 800x600), so
+    its answer is the Predictor's on the same file; the stored capture size is the file's own, which the quality
+    checks and the monitor read."""
+    from dermascan.inference import Predictor
+
+    image = jpeg(1600, 1200)
+    with Predictor.from_path(tiny_bundle, runtime="onnxruntime") as predictor:
+        assert predictor.card.preprocessing.jpeg_draft == 384
+        prepared = predictor.prepare(image)
+        assert prepared.rgb.size == (800, 600)
+        (expected,) = predictor.predict([image])
+    out = live.analyze(image=image).json()
+    assert abs(out["diagnosis"]["melanoma_risk"] - expected.melanoma_risk) < 1e-5
+    assert abs(out["diagnosis"]["confidence"] - expected.confidence) < 1e-5
+    row = _row(live, out["prediction_id"])
+    assert (row.width, row.height) == (1600, 1200)

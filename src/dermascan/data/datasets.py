@@ -24,13 +24,19 @@ class DermoscopyDataset(Dataset):
     (a (3, H, W) float tensor for the standard transforms). An item can be asked for as ``i`` or as
     ``(i, seed)`` (see :class:`dermascan.data.sampling.SeededSampler`): the random transform then runs
     under that seed, so augmentation does not depend on the order in which workers consume the RNG.
+
+    ``draft`` is the model's :attr:`~dermascan.config.Preprocessing.jpeg_draft`: images are decoded as the
+    Predictor decodes them, so training and evaluation see the pixels serving sees.
     """
 
-    def __init__(self, frame: pd.DataFrame, transform: Callable[[Image.Image], torch.Tensor]) -> None:
+    def __init__(
+        self, frame: pd.DataFrame, transform: Callable[[Image.Image], torch.Tensor], draft: int | None = None
+    ) -> None:
         self.paths = frame["path"].tolist()
         self.labels = frame["label"].to_numpy()
         self.image_ids = frame["image_id"].tolist()
         self.transform = transform
+        self.draft = draft
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -40,11 +46,13 @@ class DermoscopyDataset(Dataset):
             i, seed = key
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
-                return self.transform(load_image(self.paths[i])), int(self.labels[i])
-        return self.transform(load_image(self.paths[key])), int(self.labels[key])
+                return self.transform(load_image(self.paths[i], draft=self.draft)), int(self.labels[i])
+        return self.transform(load_image(self.paths[key], draft=self.draft)), int(self.labels[key])
 
 
-def cache_images(frame: pd.DataFrame, cache_dir: str | Path, short_side: int, progress: bool = False) -> pd.DataFrame:
+def cache_images(
+    frame: pd.DataFrame, cache_dir: str | Path, short_side: int, progress: bool = False, draft: int | None = None
+) -> pd.DataFrame:
     """Pre-resize images so training does not decode full-size JPEGs every epoch.
 
     Real captures are 600x450 to 1024x768 and larger; decoding and resizing them costs more than a
@@ -55,7 +63,8 @@ def cache_images(frame: pd.DataFrame, cache_dir: str | Path, short_side: int, pr
     Returns:
         A copy of ``frame`` whose ``path`` column points into the cache.
     """
-    cache_dir = Path(cache_dir) / f"short{short_side}"
+    # draft-decoded sources give other pixels: a cache of their own
+    cache_dir = Path(cache_dir) / (f"short{short_side}" + ("-draft" if draft is not None else ""))
     cache_dir.mkdir(parents=True, exist_ok=True)
 
     def one(path: str) -> str:
@@ -63,7 +72,7 @@ def cache_images(frame: pd.DataFrame, cache_dir: str | Path, short_side: int, pr
         key = hashlib.sha1(f"{os.path.abspath(path)}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:16]
         target = cache_dir / f"{Path(path).stem}-{key}.jpg"
         if not target.exists():
-            img = load_image(path)
+            img = load_image(path, draft=draft)
             scale = short_side / min(img.size)
             if scale < 1:  # never upsample: the cache only ever saves work
                 img = img.resize((round(img.width * scale), round(img.height * scale)), Image.Resampling.LANCZOS)

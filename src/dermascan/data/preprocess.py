@@ -13,7 +13,9 @@ float32 operations torchvision uses), since the input is 8-bit: the same values,
 
 Resizing only the region the crop keeps (``Image.resize(box=...)``) would skip ~40% of the resize work, but
 PIL then rounds some filter weights differently (1-level differences in a few pixels), so it is not used.
-JPEG draft decoding (DCT scaling) would be faster still, but it changes pixel values, so it is not used.
+JPEG draft decoding (DCT scaling, :attr:`dermascan.config.Preprocessing.jpeg_draft`) happens before this, in
+:func:`dermascan.data.io.load_image`: it changes pixel values a little, so training and evaluation decode through
+it too, and the model learns on what it is served.
 """
 
 from __future__ import annotations

@@ -131,8 +131,12 @@ def explain_image(
     k = len(loaded.classes)
     if class_index is not None and not 0 <= class_index < k:
         raise ValueError(f"class_index must be in 0..{k - 1} ({', '.join(loaded.classes)}), got {class_index}")
-    image = image_path.convert("RGB") if isinstance(image_path, Image.Image) else load_image(image_path)
-    # The Predictor's own preprocessing (numpy), so the map is of exactly what is served.
+    image = (
+        image_path.convert("RGB")
+        if isinstance(image_path, Image.Image)
+        else load_image(image_path, draft=loaded.preprocessing.jpeg_draft)
+    )
+    # The Predictor's own decode and preprocessing (numpy), so the map is of exactly what is served.
     x = torch.from_numpy(preprocess(image, loaded.preprocessing))[None].to(_device(model))  # (1, 3, S, S)
     maps, logits = compute_maps(model, x, method, class_index)
     probs = torch.softmax(logits.float(), dim=1)[0].cpu().numpy()  # (K,)

@@ -155,7 +155,8 @@ def measure(
 class _PlainEagerPipeline:
     """The plain eager-PyTorch pipeline with the Predictor's ``predict`` interface and stage timings.
 
-    What ``dermascan explain`` does with a checkpoint: :func:`~dermascan.data.io.load_image`, torchvision's
+    What a research script does with a checkpoint: :func:`~dermascan.data.io.load_image` at full scale (no JPEG
+    draft: this is the reference the served pipeline is measured against), torchvision's
     :func:`~dermascan.data.transforms.eval_transform`, :func:`~dermascan.explain.run.compute_maps` (Grad-CAM:
     forward and backward; ViT: attention from the forward pass), softmax, and the Predictor's own rendering
     (:func:`~dermascan.explain.render.heatmap_on_image`). Images go one at a time, as in that command.
@@ -220,10 +221,13 @@ def heatmap_cost(
 
     The same model exported with and without the ``maps`` output is loaded twice and the two are called
     alternately (A, B, A, B ...), so drift in machine load affects both equally. Cost = (inference with maps
-    + rendering) / inference of the logits-only graph - 1, from the medians.
+    + rendering) / inference of the logits-only graph - 1, from the medians. The same calls give the whole
+    answer against the bare forward pass: ``end_to_end_ms`` (decode, preprocessing, inference with maps and
+    rendering) over ``logits_only_ms``.
 
     Returns:
-        ``{"spec", "logits_only_ms", "with_maps_ms", "render_ms", "cost"}`` (medians; cost as a fraction).
+        ``{"spec", "logits_only_ms", "with_maps_ms", "render_ms", "end_to_end_ms", "cost"}`` (medians; cost as a
+        fraction).
     """
     from dermascan.inference import Predictor
 
@@ -235,19 +239,21 @@ def heatmap_cost(
     for _ in range(warmup):
         a.predict([image], heatmap=True)
         b.predict([image])
-    with_maps, render, bare = [], [], []
+    with_maps, render, bare, whole = [], [], [], []
     for _ in range(repeats):
         (ra,) = a.predict([image], heatmap=True)
         (rb,) = b.predict([image])
         with_maps.append(ra.timings_ms["inference"])
         render.append(ra.timings_ms["heatmap"])
+        whole.append(ra.timings_ms["total"])
         bare.append(rb.timings_ms["inference"])
-    m_with, m_render, m_bare = (float(np.median(v)) for v in (with_maps, render, bare))
+    m_with, m_render, m_bare, m_whole = (float(np.median(v)) for v in (with_maps, render, bare, whole))
     return {
         "spec": spec,
         "logits_only_ms": m_bare,
         "with_maps_ms": m_with,
         "render_ms": m_render,
+        "end_to_end_ms": m_whole,
         "cost": (m_with + m_render) / m_bare - 1.0,
     }
 

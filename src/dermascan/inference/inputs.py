@@ -40,11 +40,15 @@ def name_of(item: Any, index: int | None = None) -> str:
     return f"image-{index}" if index is not None else "image"
 
 
-def decode(item: ImageInput, label: str) -> Image.Image:
-    """Any accepted input -> upright RGB PIL image, with the size limits of :func:`load_image`."""
+def decode(item: ImageInput, label: str, draft: int | None = None) -> Image.Image:
+    """Any accepted input -> upright RGB PIL image, with the size limits of :func:`load_image`.
+
+    ``draft``: :func:`load_image`'s reduced-scale JPEG decoding, for files and bytes (an image already decoded
+    is taken as it is).
+    """
     if isinstance(item, str | os.PathLike | bytes | bytearray | memoryview):
         data = bytes(item) if isinstance(item, bytearray | memoryview) else item
-        return load_image(data, name=label)
+        return load_image(data, name=label, draft=draft)
     if isinstance(item, Image.Image):
         img = item
     elif isinstance(item, np.ndarray):
@@ -89,7 +93,7 @@ def prepare_image(item: ImageInput, pre: Preprocessing, name: str | None = None)
     p = Prepared(label)
     t0 = time.perf_counter()
     try:
-        p.rgb = decode(item, label)
+        p.rgb = decode(item, label, pre.jpeg_draft)
         t1 = time.perf_counter()
         p.x = preprocess(p.rgb, pre)
         t2 = time.perf_counter()

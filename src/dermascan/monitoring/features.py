@@ -48,21 +48,26 @@ FEATURES = (
 DRIFT_FEATURES = tuple(f for f in FEATURES if f not in ("width", "height"))
 
 
-def image_features(rgb: Image.Image) -> dict[str, float]:
+def image_features(rgb: Image.Image, size: tuple[int, int] | None = None) -> dict[str, float]:
     """The features of one upright RGB image (see the module docstring).
+
+    Args:
+        rgb: the decoded image.
+        size: (width, height) of the capture when ``rgb`` was decoded at a reduced scale (a JPEG draft).
 
     Returns:
         feature name -> value, every name of :data:`FEATURES`.
     """
     w, h = rgb.size
+    capture = size or (w, h)
     small = rgb.convert("RGB") if rgb.mode != "RGB" else rgb
     if max(w, h) > THUMBNAIL:
         # A box filter by the integer part of the scale, then bilinear for the rest (reducing_gap=1): on a
         # 1024x768 photo 0.9 ms against 2.7 ms with a bilinear pass over twice the size (reducing_gap=2), and
         # this runs on every answer of the service.
         scale = THUMBNAIL / max(w, h)
-        size = (max(1, round(w * scale)), max(1, round(h * scale)))
-        small = small.resize(size, Image.Resampling.BILINEAR, reducing_gap=1.0)
+        thumb = (max(1, round(w * scale)), max(1, round(h * scale)))
+        small = small.resize(thumb, Image.Resampling.BILINEAR, reducing_gap=1.0)
     x = np.asarray(small, dtype=np.float32) / 255.0  # (h', w', 3)
     # Weighted sum, not `x @ _LUMA`: a matrix product wakes OpenBLAS's threads, which then spin on the cores the
     # model's next forward pass needs (measured: the service's inference took ~2x the Predictor's own).
@@ -70,8 +75,8 @@ def image_features(rgb: Image.Image) -> dict[str, float]:
     means = np.array([x[..., c].mean() for c in range(3)])  # (3,); a strided reshape(-1, 3).mean is 9x slower
     grey = float(means.mean())
     return {
-        "width": int(w),
-        "height": int(h),
+        "width": int(capture[0]),
+        "height": int(capture[1]),
         "brightness": float(luma.mean()),
         "contrast": float(luma.std()),
         "sharpness": laplacian_variance(luma),

@@ -80,14 +80,14 @@ async def analyze(
         ServiceError: 503 when the store write fails (then nothing is stored).
     """
     assert state.engine is not None
-    limits = state.limits
+    limits, draft = state.limits, state.engine.draft
 
     def check(item: Intake) -> CheckedImage | ServiceError:
         if item.error is not None:
             return item.error
         try:
             assert item.data is not None
-            checked = check_image(item.data, limits, field=item.field)
+            checked = check_image(item.data, limits, field=item.field, draft=draft)
             assert checked is not None
             return checked
         except ServiceError as e:

@@ -86,6 +86,14 @@ class InferenceEngine:
         self.ready = False
 
     @property
+    def draft(self) -> int | None:
+        """The JPEG draft size the requests are decoded at: the champion's, when the challenger's is the same
+        (both then see the pixels they were trained on); else full scale, which both take within the parity
+        tolerance of their training decode."""
+        sizes = {m.predictor.card.preprocessing.jpeg_draft for m in (self._champion, self._challenger) if m}
+        return sizes.pop() if len(sizes) == 1 else None
+
+    @property
     def challenger(self) -> Predictor | None:
         return self._challenger.predictor if self._challenger is not None else None
 

@@ -40,21 +40,24 @@ class CheckedImage:
     """A decoded image that passed every limit.
 
     Attributes:
-        rgb: upright RGB image (what the Predictor gets).
+        rgb: upright RGB image (what the Predictor gets), decoded at a reduced scale when the model's
+            preprocessing asks for it (:func:`check_image`'s ``draft``).
         data: the encoded bytes (for optional keeping).
         ext: ``png`` or ``jpg``.
+        size: (width, height) of the file itself: the capture's resolution, whatever scale it was decoded at.
     """
 
     rgb: Image.Image
     data: bytes
     ext: str
+    size: tuple[int, int]
 
     @functools.cached_property
     def stats(self) -> dict[str, float]:
         """The image features of :mod:`dermascan.monitoring.features` (quality and drift), stored with the
         prediction. Computed on first use, by the store write beside the overlay's rendering: nothing in the
         answer needs them, so they stay off the path to it (~1.3 ms a 1024x768 photo)."""
-        return image_features(self.rgb)
+        return image_features(self.rgb, size=self.size)
 
 
 def decode_base64(text: str, field: str = "image") -> bytes:
@@ -120,9 +123,16 @@ class Limits:
 
 
 def check_image(
-    data: bytes, limits: Limits | None, field: str = "image", declared_format: str | None = None
+    data: bytes,
+    limits: Limits | None,
+    field: str = "image",
+    declared_format: str | None = None,
+    draft: int | None = None,
 ) -> CheckedImage | None:
     """Check format and size from the header, then decode fully (``limits=None``: the header checks only).
+
+    ``draft``: the served model's :attr:`~dermascan.config.Preprocessing.jpeg_draft`, so a large JPEG is decoded
+    at the scale the model was trained on (:func:`~dermascan.data.io.load_image`).
 
     Raises:
         ServiceError: 415 not PNG/JPEG; 422 not an image, truncated, too small, or not the declared type;
@@ -162,10 +172,10 @@ def check_image(
             422, "image_too_small", f"{field} is {w}x{h}; each side must be at least {limits.min_side} px"
         )
     try:
-        rgb = load_image(data, name=field)
+        rgb = load_image(data, name=field, draft=draft)
     except ImageError as e:
         raise ServiceError(422, "unreadable_image", f"{e}; send the complete file") from e
-    return CheckedImage(rgb=rgb, data=data, ext=ACCEPTED[fmt])
+    return CheckedImage(rgb=rgb, data=data, ext=ACCEPTED[fmt], size=(w, h))
 
 
 __all__ = ["ACCEPTED", "CheckedImage", "Limits", "check_image", "decode_base64"]

@@ -74,7 +74,9 @@ class DermoscopyDataModule(L.LightningDataModule):
             "splits": {k: int(v) for k, v in self.splits["split"].value_counts().sort_index().items()},
         }
         if cfg.cache_dir:
-            frame = cache_images(self.index.frame, cfg.cache_dir, self.preprocessing.resize_size, progress=True)
+            frame = cache_images(
+                self.index.frame, cfg.cache_dir, self.preprocessing.resize_size, True, self.preprocessing.jpeg_draft
+            )
             self.index = DermoscopyIndex(self.index.root, self.index.layout, frame, self.index.skipped)
 
     def frame(self, split: str) -> pd.DataFrame:
@@ -107,7 +109,7 @@ class DermoscopyDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         frame = self.frame("train")
         aug = Augmentation(**self.config.augment)
-        dataset = DermoscopyDataset(frame, train_transform(self.preprocessing, aug))
+        dataset = DermoscopyDataset(frame, train_transform(self.preprocessing, aug), self.preprocessing.jpeg_draft)
         trainer = self.trainer
         rank, world, epoch = (trainer.global_rank, trainer.world_size, trainer.current_epoch) if trainer else (0, 1, 0)
         seed = self.config.seed
@@ -121,4 +123,6 @@ class DermoscopyDataModule(L.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         # Every rank sees the whole validation split: metrics such as AUROC need all of it, unpadded.
-        return self._loader(DermoscopyDataset(self.frame("val"), eval_transform(self.preprocessing)))
+        return self._loader(
+            DermoscopyDataset(self.frame("val"), eval_transform(self.preprocessing), self.preprocessing.jpeg_draft)
+        )
