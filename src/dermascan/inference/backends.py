@@ -30,8 +30,16 @@ class RuntimeUnavailableError(DermaScanError, RuntimeError):
     """The runtime asked for cannot run this model here (package missing, no model file for it, ...)."""
 
 
+#: ONNX Runtime's GPU execution providers, by the ``device`` that asks for them (``cuda[:N]``, ``tensorrt[:N]``).
+_ORT_GPU = {"cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
+#: The largest batch a TensorRT engine is built for (its optimisation profile spans 1 to this); a larger batch
+#: makes the provider build another engine, tens of seconds. The service batches up to 8 by default and the
+#: GPU benchmark up to 32.
+TENSORRT_MAX_BATCH = 32
+
+
 def onnxruntime_providers() -> list[str]:
-    """ONNX Runtime execution providers to use, fastest first (TensorRT, CUDA, then CPU)."""
+    """ONNX Runtime execution providers present here, fastest first (TensorRT, CUDA, then CPU)."""
     import onnxruntime as ort
 
     present = set(ort.get_available_providers())
@@ -85,12 +93,24 @@ def _split_outputs(outputs: list[np.ndarray]) -> Outputs:
 class OnnxRuntimeBackend(Backend):
     """An ONNX graph on ONNX Runtime.
 
+    On a GPU provider the graph runs through IO binding (what ONNX Runtime recommends for its GPU providers): the
+    input is copied to the device once, the outputs are allocated there and copied back once, after the run. What
+    that is worth here is unmeasured: ``benchmarks/bench_gpu.py`` times the CUDA provider with and without it
+    (``io_binding`` is an attribute too, which it sets).
+
     Args:
         model_path: the ``.onnx`` file.
         precision: precision the graph was exported at (fp16 graphs need a GPU provider).
-        device: ``cpu`` (CPU provider only), ``cuda`` (CUDA/TensorRT providers required) or ``None`` (all
-            providers present, fastest first).
+        device: ``cpu`` (CPU provider only); ``cuda`` or ``cuda:N`` (the CUDA provider, required);
+            ``tensorrt`` or ``tensorrt:N`` (the TensorRT provider, required, with CUDA and CPU for the operators
+            it leaves out); ``None``: the CUDA provider when present, else the CPU one. TensorRT is never picked
+            unasked: it builds an engine (tens of seconds per model) in every new process, at its first run.
         threads: intra-op threads (``None``: ONNX Runtime's default, one per physical core).
+        io_binding: run through IO binding (``None``: on a GPU provider only; the CPU provider gains nothing).
+
+    Raises:
+        RuntimeUnavailableError: the provider asked for is missing, or failed to start (no CUDA or TensorRT
+            libraries), or an fp16 graph would land on the CPU provider.
     """
 
     runtime = "onnxruntime"
@@ -101,20 +121,13 @@ class OnnxRuntimeBackend(Backend):
         precision: str = "fp32",
         device: str | None = None,
         threads: int | None = None,
+        io_binding: bool | None = None,
     ) -> None:
         import onnxruntime as ort
 
-        providers = onnxruntime_providers()
-        if device == "cpu":
-            providers = ["CPUExecutionProvider"]
-        elif device is not None and device.startswith("cuda"):
-            providers = [p for p in providers if p != "CPUExecutionProvider"]
-            if not providers:
-                raise RuntimeUnavailableError(
-                    "onnxruntime has no CUDA/TensorRT execution provider here: install onnxruntime-gpu"
-                )
-            providers.append("CPUExecutionProvider")  # ops the GPU providers lack fall back to the CPU
-        if precision == "fp16" and providers == ["CPUExecutionProvider"]:
+        providers = _ort_providers(model_path, precision, device)
+        names = [name for name, _ in providers]
+        if precision == "fp16" and names == ["CPUExecutionProvider"]:
             raise RuntimeUnavailableError(
                 "an fp16 ONNX graph needs onnxruntime's CUDA or TensorRT provider: the CPU provider lacks most "
                 "fp16 kernels (and crashed on an fp16 ViT graph); on a CPU use runtime='openvino' or an fp32/bf16 "
@@ -128,15 +141,92 @@ class OnnxRuntimeBackend(Backend):
         # they steal the cores from the decoding, preprocessing and heat-map rendering around each call.
         # Measured on 2 cores, ResNet-50 at batch 1: inference 37 -> 25 ms and rendering 3-11 -> 0.5 ms without.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(str(model_path), options, providers=providers)
-        self.input_name = self.session.get_inputs()[0].name
-        self.precision = "fp32" if precision == "bf16" else precision
+        self.session = ort.InferenceSession(
+            str(model_path),
+            options,
+            providers=names,
+            provider_options=[provider_options for _, provider_options in providers],
+        )
         self.device = self.session.get_providers()[0]
+        if self.device != names[0]:
+            # A GPU provider whose libraries are missing does not fail the session: ONNX Runtime falls back to the
+            # next provider (and logs why). Asked for one, running on another would mislabel every figure.
+            raise RuntimeUnavailableError(
+                f"onnxruntime could not start its {names[0]} (missing CUDA/cuDNN or TensorRT libraries?) and fell "
+                f"back to {self.device}; onnxruntime's log above says why"
+            )
+        self.input_name = self.session.get_inputs()[0].name
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.io_binding = self.device != "CPUExecutionProvider" if io_binding is None else io_binding
+        self._output_device = ("cpu", 0) if self.device == "CPUExecutionProvider" else ("cuda", _device_index(device))
+        self.precision = "fp32" if precision == "bf16" else precision
         if precision == "bf16":
             log.info("onnxruntime has no bf16 convolution: running the bf16 bundle's fp32 graph in fp32")
 
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "io_binding": self.io_binding}
+
     def run(self, x: np.ndarray) -> Outputs:
-        return _split_outputs(self.session.run(None, {self.input_name: np.ascontiguousarray(x, np.float32)}))
+        x = np.ascontiguousarray(x, np.float32)
+        if not self.io_binding:
+            return _split_outputs(self.session.run(None, {self.input_name: x}))
+        binding = self.session.io_binding()
+        binding.bind_cpu_input(self.input_name, x)
+        for name in self.output_names:
+            binding.bind_output(name, *self._output_device)  # shape unknown until the run: ORT allocates there
+        self.session.run_with_iobinding(binding)
+        return _split_outputs(binding.copy_outputs_to_cpu())
+
+
+def _device_index(device: str | None) -> int:
+    """``N`` of ``cuda:N`` / ``tensorrt:N``; 0 without one."""
+    _, _, index = (device or "").partition(":")
+    return int(index) if index.isdigit() else 0
+
+
+def _ort_providers(
+    model_path: str | os.PathLike[str], precision: str, device: str | None
+) -> list[tuple[str, dict[str, Any]]]:
+    """``(provider, options)`` for ``device`` (see :class:`OnnxRuntimeBackend`), the CPU provider last."""
+    present = onnxruntime_providers()
+    kind = (device or "").partition(":")[0].lower()
+    cpu: tuple[str, dict[str, Any]] = ("CPUExecutionProvider", {})
+    if kind == "cpu":
+        return [cpu]
+    if kind and kind not in _ORT_GPU:
+        raise ValueError(f"onnxruntime device must be cpu, cuda[:N] or tensorrt[:N], got {device!r}")
+    cuda: tuple[str, dict[str, Any]] = ("CUDAExecutionProvider", {"device_id": _device_index(device)})
+    if not kind:  # the default: the CUDA provider when present (never TensorRT unasked, see the class)
+        return [cuda, cpu] if cuda[0] in present else [cpu]
+    wanted = _ORT_GPU[kind]
+    if wanted not in present:
+        raise RuntimeUnavailableError(
+            f"onnxruntime has no {wanted} here (present: {', '.join(present)}): install onnxruntime-gpu"
+            + (" and TensorRT" if kind == "tensorrt" else "")
+        )
+    if kind == "cuda":
+        return [cuda, cpu]  # operators the CUDA provider lacks run on the CPU
+    name, side = _onnx_input(model_path)
+    shape = f"3x{side}x{side}"
+    trt = {
+        "device_id": _device_index(device),
+        "trt_fp16_enable": precision == "fp16",
+        # One optimisation profile for every batch up to TENSORRT_MAX_BATCH: without it the provider builds a
+        # new engine whenever a batch is larger than any seen before.
+        "trt_profile_min_shapes": f"{name}:1x{shape}",
+        "trt_profile_opt_shapes": f"{name}:8x{shape}",
+        "trt_profile_max_shapes": f"{name}:{TENSORRT_MAX_BATCH}x{shape}",
+    }
+    return [(wanted, trt), *([cuda] if cuda[0] in present else []), cpu]
+
+
+def _onnx_input(model_path: str | os.PathLike[str]) -> tuple[str, int]:
+    """The graph's input name and square side (the profile TensorRT builds its engine for)."""
+    import onnx
+
+    graph = onnx.load(str(model_path), load_external_data=False).graph
+    dims = graph.input[0].type.tensor_type.shape.dim  # (batch, 3, S, S)
+    return graph.input[0].name, int(dims[-1].dim_value)
 
 
 class OpenVINOBackend(Backend):
@@ -210,6 +300,11 @@ class TorchBackend(Backend):
         self.runtime = runtime
         self.precision = precision
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise RuntimeUnavailableError(
+                f"torch sees no CUDA device (torch {torch.__version__}, built for CUDA {torch.version.cuda}): "
+                "use device='cpu' or a CUDA build of torch on a machine with an NVIDIA GPU"
+            )
         dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
         module = module.eval().to(self.device)
         if runtime != "torchscript":
@@ -237,6 +332,7 @@ class TorchBackend(Backend):
 
 
 __all__ = [
+    "TENSORRT_MAX_BATCH",
     "Backend",
     "OnnxRuntimeBackend",
     "OpenVINOBackend",

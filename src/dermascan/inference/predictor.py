@@ -119,7 +119,8 @@ class Predictor:
                 or one of ``onnxruntime``, ``openvino``, ``torch``, ``torch-compile``, ``torchscript``.
             precision: ``fp32`` / ``bf16`` / ``fp16``; ``None`` runs a bundle at its exported precision and a
                 checkpoint in fp32.
-            device: ``cpu`` / ``cuda`` (torch, onnxruntime) or an OpenVINO device; ``None`` picks.
+            device: ``cpu`` / ``cuda`` (torch, onnxruntime), ``tensorrt`` (onnxruntime's TensorRT provider) or
+                an OpenVINO device; ``None`` picks.
             threads: intra-op threads of the runtime (``None``: its default).
             workers: decoding threads.
             batch_size: largest runtime batch.

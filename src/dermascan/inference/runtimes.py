@@ -10,7 +10,7 @@ Runtime names (``Predictor.from_path(..., runtime=...)``):
 ========================  ===============  ===========================================================
 runtime                   needs            notes
 ========================  ===============  ===========================================================
-``onnxruntime``           ``model.onnx``   TensorRT > CUDA > CPU execution providers, whichever exist
+``onnxruntime``           ``model.onnx``   CUDA > CPU execution providers; TensorRT with ``device="tensorrt"``
 ``openvino``              ``model.onnx``   reads the ONNX file directly; CPU (or ``device="GPU"``)
 ``torch``                 weights          eager PyTorch from the bundle's state dict or a checkpoint
 ``torch-compile``         weights          ``torch.compile`` of the same (first call: tens of seconds)
