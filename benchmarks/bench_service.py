@@ -66,7 +66,8 @@ def stage_costs(predictor: Predictor, photo: bytes, db_url: str, runs: int) -> d
     from dermascan.store.models import PredictionRow, prob_column
 
     limits = Limits(max_pixels=40_000_000, min_side=32)
-    checked = check_image(photo, limits)
+    draft = predictor.card.preprocessing.jpeg_draft  # the service decodes as the served model was trained
+    checked = check_image(photo, limits, draft=draft)
     assert checked is not None
     pred = predictor.predict([checked.rgb], heatmap=True)[0]
     overlay = pred.overlay(0.45, 512)  # the service's default attention_map_max_side
@@ -105,8 +106,10 @@ def stage_costs(predictor: Predictor, photo: bytes, db_url: str, runs: int) -> d
         "predictor: JPEG bytes -> probabilities + heat map": median_ms(
             lambda: predictor.predict([photo], heatmap=True), runs
         ),
-        "service: header checks + decode": median_ms(lambda: check_image(photo, limits), runs),
-        "service: drift features (beside the store write)": median_ms(lambda: image_features(checked.rgb), runs),
+        "service: header checks + decode": median_ms(lambda: check_image(photo, limits, draft=draft), runs),
+        "service: drift features (beside the store write)": median_ms(
+            lambda: image_features(checked.rgb, size=checked.size), runs
+        ),
         "service: predictor on the decoded image": median_ms(
             lambda: predictor.predict([checked.rgb], heatmap=True), runs
         ),
