@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from dermascan.export.benchmark import format_table, run_benchmark
-from dermascan.export.measure import heatmap_cost
+from dermascan.export.measure import PLAIN_EAGER, heatmap_cost
 from dermascan.testing import random_bundle, synthetic_jpeg
 
 SPECS = ["torch", "torch:bf16", "onnxruntime", "openvino", "openvino:bf16"]
@@ -121,7 +121,7 @@ def summarise(runs: dict[str, dict[str, Any]]) -> list[str]:
         for b in run["benchmarks"]:
             ok = {r["spec"]: r for r in b["results"] if "error" not in r}
             for spec, r in ok.items():
-                if spec != "torch":
+                if spec not in ("torch", PLAIN_EAGER):  # the references
                     label = _label(Path(b["bundle"]["path"]), spec)
                     results[label], reference[label] = r, ok.get("torch")
         costs = {c["spec"]: c for c in run["heatmap_cost"] if "error" not in c}
