@@ -110,6 +110,9 @@ async def analyze(
         pids = [str(uuid.uuid4()) for _ in good]
         canary = [rollout is not None and rollout.is_canary(pid) for pid in pids]
         answered: list[_Answered | ServiceError | None] = [None] * len(good)
+        # The drift features need only the decoded image: computed beside the forward pass, ready for the store
+        # write, instead of after it on the answer's path.
+        features = asyncio.ensure_future(run_in_threadpool(lambda: [c.stats for _, c in good]))
         mark = time.perf_counter()
         for is_canary in (False, True):
             idx = [j for j, c in enumerate(canary) if c == is_canary]
@@ -125,6 +128,7 @@ async def analyze(
         for (item, _), a in zip(good, answered, strict=True):
             assert a is not None
             outcome[id(item)] = a
+        await features
         stored = [a for a in answered if isinstance(a, _Answered)]
         if stored:
             ms = (time.perf_counter() - t0) * 1e3  # to the decision: the map's PNG is drawn beside the write
