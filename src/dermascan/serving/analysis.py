@@ -110,25 +110,27 @@ async def analyze(
         pids = [str(uuid.uuid4()) for _ in good]
         canary = [rollout is not None and rollout.is_canary(pid) for pid in pids]
         answered: list[_Answered | ServiceError | None] = [None] * len(good)
-        # The drift features need only the decoded image: computed beside the forward pass, ready for the store
-        # write, instead of after it on the answer's path.
-        features = asyncio.ensure_future(run_in_threadpool(lambda: [c.stats for _, c in good]))
         mark = time.perf_counter()
-        for is_canary in (False, True):
-            idx = [j for j, c in enumerate(canary) if c == is_canary]
-            if not idx:
-                continue
-            part = [good[j] for j in idx]
-            results = await state.engine.predict([c.rgb for _, c in part], state.heatmap, challenger=is_canary)
-            for j, a in zip(idx, _answers(part, results), strict=True):
-                if isinstance(a, _Answered):
-                    a.pid, a.role = pids[j], "canary" if is_canary else "primary"
-                answered[j] = a
-        timings["model"] = (time.perf_counter() - mark) * 1e3  # the queue and the forward pass
+
+        async def answer() -> None:
+            for is_canary in (False, True):
+                idx = [j for j, c in enumerate(canary) if c == is_canary]
+                if not idx:
+                    continue
+                part = [good[j] for j in idx]
+                results = await state.engine.predict([c.rgb for _, c in part], state.heatmap, challenger=is_canary)
+                for j, a in zip(idx, _answers(part, results), strict=True):
+                    if isinstance(a, _Answered):
+                        a.pid, a.role = pids[j], "canary" if is_canary else "primary"
+                    answered[j] = a
+            timings["model"] = (time.perf_counter() - mark) * 1e3  # the queue and the forward pass
+
+        # The drift features need only the decoded image: computed in a worker thread beside the forward pass,
+        # ready for the store write instead of on the answer's path after it.
+        await asyncio.gather(answer(), run_in_threadpool(lambda: [c.stats for _, c in good]))
         for (item, _), a in zip(good, answered, strict=True):
             assert a is not None
             outcome[id(item)] = a
-        await features
         stored = [a for a in answered if isinstance(a, _Answered)]
         if stored:
             ms = (time.perf_counter() - t0) * 1e3  # to the decision: the map's PNG is drawn beside the write
