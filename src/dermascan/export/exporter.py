@@ -141,6 +141,7 @@ def export_bundle(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     failures: list[tuple[list[str], ExportParityError]] = []
+    parity_cache: dict[str, Any] = {}  # the images and the eager outputs, read and run once for every graph tried
     try:
         # int8's working files (the fp32 graph, the calibration cache, the graphs tried) stay out of the bundle
         with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.int8-") as work:
@@ -170,7 +171,9 @@ def export_bundle(
                     manifest["model"]["quantization"] = ladder.describe(float_nodes)
                 write_manifest(tmp, manifest)
                 try:
-                    reports = check_bundle_parity(tmp, model, card, kind, images, precision, parity_runtimes, progress)
+                    reports = check_bundle_parity(
+                        tmp, model, card, kind, images, precision, parity_runtimes, progress, parity_cache
+                    )
                     break
                 except ExportParityError as e:
                     failures.append((float_nodes, e))
