@@ -36,9 +36,10 @@ int8       CNNs: the fp32 graph quantized after        refused (quantize an ONNX
 
 Parity criteria (:mod:`dermascan.export.parity`): fp32, probabilities within 1e-4 of the eager model;
 fp16/bf16/int8, the primary diagnosis and the melanoma flag agree on at least 99.5% of the validation images
-and 95% of the displayed heat maps are within 0.1. An int8 graph that fails is tried once more with its
-first convolution and last stage in float. The PyTorch runtimes run an int8 bundle's fp32 weights
-(``weights.safetensors``), in fp32.
+and 95% of the displayed heat maps are within 0.1. When all-int8 fails, the layers most sensitive to int8
+(measured on held-out training images) are kept in float, 1, 2, 4, ... of them up to a quarter, until the
+gate passes; the manifest's ``model.quantization`` names them. The PyTorch runtimes run an int8 bundle's
+fp32 weights (``weights.safetensors``), in fp32.
 
 This package imports torch only inside the functions that export; the benchmark worker
 (``python -m dermascan.export.benchmark``) stays torch-free for the ONNX runtimes.

@@ -7,7 +7,7 @@ import logging
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from dermascan.decision import UncalibratedWarning
 from dermascan.export.parity import ExportParityError, ParityReport
@@ -31,8 +31,12 @@ def check_bundle_parity(
     precision: str,
     runtimes: Sequence[str] | None = None,
     progress: bool = False,
+    cache: dict[str, Any] | None = None,
 ) -> list[ParityReport]:
     """Compare a written bundle, loaded on each runtime, with the eager fp32 model.
+
+    ``cache``: a dict the preprocessed images and the eager model's outputs are kept in, for the next call with
+    the same model and images (the int8 ladder checks up to five graphs against the one reference).
 
     Raises:
         ExportParityError: any runtime fails its criterion, or none can run the bundle.
@@ -40,13 +44,17 @@ def check_bundle_parity(
     from dermascan.export.parity import compare, prepare_batches
     from dermascan.inference.predictor import Predictor
 
-    reference = reference_predictor(model, card, heatmap_kind)
-    batches, errors = prepare_batches(reference, images, progress="parity: reading images" if progress else None)
-    if errors:
-        log.warning("parity: %d image(s) skipped: %s", len(errors), "; ".join(errors[:3]))
-    if not batches:
-        raise ValueError(f"none of the {len(images)} parity images could be read: {errors[:3]}")
-    ref_out = [reference.infer(x) for x in batches]
+    cache = {} if cache is None else cache
+    if not cache:
+        reference = reference_predictor(model, card, heatmap_kind)
+        label = "parity: reading images" if progress else None
+        batches, errors = prepare_batches(reference, images, progress=label)
+        if errors:
+            log.warning("parity: %d image(s) skipped: %s", len(errors), "; ".join(errors[:3]))
+        if not batches:
+            raise ValueError(f"none of the {len(images)} parity images could be read: {errors[:3]}")
+        cache.update(reference=reference, batches=batches, outputs=[reference.infer(x) for x in batches])
+    reference, batches, ref_out = cache["reference"], cache["batches"], cache["outputs"]
     fmt = json.loads((bundle_dir / MANIFEST_NAME).read_text())["model"]["format"]
     names = list(runtimes) if runtimes is not None else parity_runtimes_for(fmt, precision)
     if not names:

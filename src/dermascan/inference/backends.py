@@ -141,11 +141,18 @@ class OnnxRuntimeBackend(Backend):
         # they steal the cores from the decoding, preprocessing and heat-map rendering around each call.
         # Measured on 2 cores, ResNet-50 at batch 1: inference 37 -> 25 ms and rendering 3-11 -> 0.5 ms without.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # ORT's WeightBiasQuantization pass quantizes, at load time, the float weights of a Conv/Gemm that sits
+        # between a DequantizeLinear and a QuantizeLinear: exactly the layers an int8 export kept in float for
+        # accuracy (dermascan.export.quantize), which then ran in int8 after all (measured: a mixed graph's
+        # output as far from fp32 as all-int8's; OpenVINO kept them in float). The quantizer writes the int8
+        # layers' weights int8 already, so the pass has nothing else to do in a bundle's graph.
+        disabled = ["WeightBiasQuantization"] if precision == "int8" else []
         self.session = ort.InferenceSession(
             str(model_path),
             options,
             providers=names,
             provider_options=[provider_options for _, provider_options in providers],
+            disabled_optimizers=disabled,
         )
         self.device = self.session.get_providers()[0]
         if self.device != names[0]:
