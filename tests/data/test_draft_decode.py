@@ -11,7 +11,7 @@ from PIL import Image
 
 from dermascan.config import DRAFT_MIN_SIDE, Preprocessing
 from dermascan.data.datasets import DermoscopyDataset
-from dermascan.data.io import load_image
+from dermascan.data.io import capture_size, load_image
 from dermascan.data.preprocess import preprocess
 from dermascan.data.transforms import eval_transform
 from dermascan.inference.inputs import prepare_image
@@ -77,3 +77,16 @@ def test_training_reader_and_predictor_decode_alike(tmp_path, jpeg_draft: int | 
     np.testing.assert_allclose(x_train.numpy(), prepared.x, atol=1e-5)
     # bytes and paths decode the same way
     np.testing.assert_array_equal(prepare_image(path.read_bytes(), pre).x, prepared.x)
+
+
+def test_capture_size_is_upright_whatever_the_decode_scale() -> None:
+    """An EXIF-rotated 1024x768 JPEG is a 768x1024 capture, at full scale or drafted."""
+    buf = io.BytesIO()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees to display
+    Image.open(io.BytesIO(synthetic_jpeg(1024, 768))).save(buf, format="JPEG", exif=exif)
+    data = buf.getvalue()
+    for draft in (None, 384):
+        img = load_image(data, draft=draft)
+        assert img.height > img.width
+        assert capture_size((1024, 768), img) == (768, 1024)

@@ -94,5 +94,12 @@ def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
         return img.size
 
 
+def capture_size(header: tuple[int, int], decoded: Image.Image) -> tuple[int, int]:
+    """The capture's upright (width, height): the file header's size, turned as :func:`load_image` turned the
+    image (EXIF orientation), whatever scale it was decoded at (a JPEG draft)."""
+    w, h = header
+    return (w, h) if (decoded.width >= decoded.height) == (w >= h) else (h, w)
+
+
 def is_image_file(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")

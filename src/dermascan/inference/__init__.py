@@ -9,7 +9,7 @@
 Importing this package does not import torch; only the PyTorch runtimes do, when they are used.
 """
 
-from dermascan.data.io import ImageError, load_image
+from dermascan.data.io import ImageError, capture_size, load_image
 from dermascan.data.preprocess import preprocess
 from dermascan.decision import UncalibratedWarning
 from dermascan.inference.bundle import (
@@ -39,6 +39,7 @@ __all__ = [
     "RuntimeUnavailableError",
     "UncalibratedWarning",
     "available_runtimes",
+    "capture_size",
     "choose_runtime",
     "expand_paths",
     "load_bundle",

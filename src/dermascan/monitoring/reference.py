@@ -191,14 +191,16 @@ def reference_from_images(
     Raises:
         ReferenceError: no readable held-out image.
     """
-    from dermascan.data.io import ImageError, load_image
+    from dermascan.data.io import ImageError, capture_size, image_size, load_image
     from dermascan.monitoring.embedding import embeddings_of
     from dermascan.monitoring.features import image_features
 
     feats = []
+    draft = predictor.card.preprocessing.jpeg_draft  # decoded as the service decodes what it is sent
     for path in _spread(train_images, max_train):
         try:
-            feats.append(image_features(load_image(path)))
+            rgb = load_image(path, draft=draft)
+            feats.append(image_features(rgb, size=capture_size(image_size(path), rgb)))
         except ImageError:
             continue
     prepared = [p.x for p in map(predictor.prepare, _spread(held_out_images, max_held_out)) if p.error is None]

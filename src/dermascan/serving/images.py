@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
 
-from dermascan.inference import ImageError, load_image
+from dermascan.inference import ImageError, capture_size, load_image
 from dermascan.monitoring.features import image_features
 from dermascan.serving.errors import ServiceError
 
@@ -175,7 +175,7 @@ def check_image(
         rgb = load_image(data, name=field, draft=draft)
     except ImageError as e:
         raise ServiceError(422, "unreadable_image", f"{e}; send the complete file") from e
-    return CheckedImage(rgb=rgb, data=data, ext=ACCEPTED[fmt], size=(w, h))
+    return CheckedImage(rgb=rgb, data=data, ext=ACCEPTED[fmt], size=capture_size((w, h), rgb))
 
 
 __all__ = ["ACCEPTED", "CheckedImage", "Limits", "check_image", "decode_base64"]
