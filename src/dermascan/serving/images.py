@@ -44,7 +44,7 @@ class CheckedImage:
             preprocessing asks for it (:func:`check_image`'s ``draft``).
         data: the encoded bytes (for optional keeping).
         ext: ``png`` or ``jpg``.
-        size: (width, height) of the file itself: the capture's resolution, whatever scale it was decoded at.
+        size: the capture's upright (width, height), whatever scale it was decoded at (the stored resolution).
     """
 
     rgb: Image.Image
