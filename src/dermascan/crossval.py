@@ -60,6 +60,10 @@ class CVConfig:
         models_from: another cross-validation's folder whose trained folds are reused (linked, not copied): only
             the evaluation runs, so a change of the decision policy (``tta``, the target) costs minutes, not
             an hour, and is paired with that folder's figures on the very same models.
+        ensemble: two or more cross-validation folders (same data, folds and seed) whose trained folds are scored
+            together: each image by the mean of their models' logits, each fold's temperature and threshold locked
+            on that mean over its validation half, as for one model. Nothing is trained; the training minutes
+            are the members' sum.
     """
 
     data: str
@@ -74,6 +78,7 @@ class CVConfig:
     against: str | None = None
     tta: bool = False
     models_from: str | None = None
+    ensemble: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.folds < 2:
@@ -101,9 +106,26 @@ class CVConfig:
                 )
             if Path(self.models_from).resolve() == Path(self.out).resolve():
                 raise ConfigError("--models-from must name another folder than --out")
+        if self.ensemble is not None:
+            self._check_ensemble()
         for key in ("data", "out", "val_fraction", "test_fraction"):
             if key in self.train:
                 raise ConfigError(f"{key} is set by the cross-validation itself; leave it out of the training options")
+
+    def _check_ensemble(self) -> None:
+        self.ensemble = tuple(str(m) for m in self.ensemble or ())
+        if len(self.ensemble) < 2:
+            raise ConfigError(f"--ensemble needs at least two `dermascan cv` folders, got {len(self.ensemble)}")
+        if self.models_from is not None or self.train:
+            raise ConfigError(
+                "--ensemble scores the members' trained folds: leave out --models-from and training options"
+                + (f" ({', '.join(sorted(self.train))})" if self.train else "")
+            )
+        for member in self.ensemble:
+            if not any(Path(member).glob("fold*/run/last.ckpt")):
+                raise ConfigError(f"--ensemble {member} holds no trained folds: give the folder of a `dermascan cv`")
+            if Path(member).resolve() == Path(self.out).resolve():
+                raise ConfigError("--ensemble members must be other folders than --out")
 
 
 def cross_validate(cfg: CVConfig, progress: bool = True) -> dict[str, Any]:
@@ -126,8 +148,9 @@ def cross_validate(cfg: CVConfig, progress: bool = True) -> dict[str, Any]:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     base = resolve_config(cfg.preset, data=cfg.data, out=str(out / "fold0" / "run"), **cfg.train)
-    if cfg.models_from is not None:  # the recipe that trained the reused folds
-        base = load_run(_source_run(cfg, (cfg.only or (0,))[0]), model=False).config or base
+    members = [cfg.models_from] if cfg.models_from is not None else list(cfg.ensemble or ())
+    if members:  # the recipe that trained the reused folds (an ensemble's first member)
+        base = load_run(_source_run(members[0], (cfg.only or (0,))[0]), model=False).config or base
     index = read_run_data(base, progress=progress)
     rows, pooled = [], []
     for k in cfg.only if cfg.only is not None else range(cfg.folds):
@@ -135,11 +158,17 @@ def cross_validate(cfg: CVConfig, progress: bool = True) -> dict[str, Any]:
         splits = make_fold_splits(index.frame, cfg.folds, k, cfg.seed)
         _check_fold(index.frame, splits, k)
         minutes = None
-        if cfg.models_from is not None and not (run_dir / "last.ckpt").exists():
-            _link_run(_source_run(cfg, k), run_dir, splits)
+        if cfg.ensemble is not None:
+            if not (eval_dir / "predictions_detail.csv").is_file():
+                if progress:
+                    print(f"fold {k + 1}/{cfg.folds}: scoring the ensemble of {len(cfg.ensemble)}", flush=True)
+                _score_ensemble(cfg, k, splits, index, eval_dir, progress)
+            minutes = sum(_minutes(_source_run(m, k).parent, None) or 0.0 for m in cfg.ensemble)
+        elif cfg.models_from is not None and not (run_dir / "last.ckpt").exists():
+            _link_run(_source_run(cfg.models_from, k), run_dir, splits)
         # the minutes are written once training finished: a last.ckpt without them is an interrupted training
         trained = (run_dir / "last.ckpt").is_file() and (run_dir.parent / MINUTES_FILE).is_file()
-        if not (trained and (eval_dir / "predictions_detail.csv").is_file()):
+        if cfg.ensemble is None and not (trained and (eval_dir / "predictions_detail.csv").is_file()):
             if not trained:
                 minutes = _train_fold(cfg, k, splits, index, run_dir, progress)
             if progress:
@@ -165,7 +194,11 @@ def cross_validate(cfg: CVConfig, progress: bool = True) -> dict[str, Any]:
     _io.write_csv(out / POOLED_FILE, frame[["fold", "image_id", "label", "pred", "p_melanoma", *CLASSES]])
     _io.write_csv(out / FOLDS_FILE, pd.DataFrame(rows))
     summary = {
-        "config": asdict(cfg) | {"only": list(cfg.only) if cfg.only is not None else None},
+        "config": asdict(cfg)
+        | {
+            "only": list(cfg.only) if cfg.only is not None else None,
+            "ensemble": list(cfg.ensemble) if cfg.ensemble is not None else None,
+        },
         "recipe": {k: v for k, v in base.to_dict().items() if k not in ("data", "out")},
         "note": "validation figures: each lesion scored once, by a model trained without its fold",
         "folds": rows,
@@ -250,15 +283,56 @@ def _train_fold(cfg: CVConfig, k: int, splits: pd.DataFrame, index: Any, run_dir
     return minutes
 
 
-def _source_run(cfg: CVConfig, k: int) -> Path:
-    assert cfg.models_from is not None
-    run = Path(cfg.models_from) / f"fold{k}" / "run"
+def _source_run(folder: str, k: int) -> Path:
+    """Fold ``k``'s trained run in another cross-validation's ``folder`` (``--models-from``, ``--ensemble``)."""
+    run = Path(folder) / f"fold{k}" / "run"
     if not ((run / "last.ckpt").is_file() and (run.parent / MINUTES_FILE).is_file()):
         raise ConfigError(
-            f"--models-from {cfg.models_from} has no finished fold {k} (no {run / 'last.ckpt'} and "
-            f"{run.parent / MINUTES_FILE}): let that cross-validation finish first"
+            f"{folder} has no finished fold {k} (no {run / 'last.ckpt'} and {run.parent / MINUTES_FILE}): let that "
+            "cross-validation finish first"
         )
     return run
+
+
+def _check_same_folds(source: Path, splits: pd.DataFrame) -> None:
+    """Raises ConfigError when ``source`` was trained on other folds (another data, fold count or seed)."""
+    from dermascan.data.splits import read_splits
+    from dermascan.runs import SPLITS_FILE
+
+    theirs = read_splits(source / SPLITS_FILE)
+    same = theirs.set_index("image_id")["split"].sort_index().equals(splits.set_index("image_id")["split"].sort_index())
+    if not same:
+        raise ConfigError(
+            f"{source} was trained on other folds than these: reuse a cross-validation of the same --data, --folds "
+            "and --seed"
+        )
+
+
+def _score_ensemble(cfg: CVConfig, k: int, splits: pd.DataFrame, index: Any, eval_dir: Path, progress: bool) -> None:
+    """Fold ``k`` scored by the mean of the members' logits (the geometric mean of their probabilities), its
+    temperature and threshold locked on that mean over the validation half (:func:`~dermascan.evaluation.evaluate.
+    lock_point`, as for one model); writes the fold's ``operating_point.json`` and ``predictions_detail.csv``."""
+    from dermascan.decision import apply_temperature
+    from dermascan.evaluation.evaluate import lock_point, predict_logits, prediction_frame, select
+    from dermascan.runs import load_run
+
+    assert cfg.ensemble is not None
+    sources = [_source_run(m, k) for m in cfg.ensemble]
+    for source in sources:
+        _check_same_folds(source, splits)
+    runs = [load_run(source) for source in sources]
+    val, test = select(index, splits, "val"), select(index, splits, "test")
+
+    def mean_logits(frame: pd.DataFrame) -> np.ndarray:  # (N, K)
+        return np.mean([predict_logits(r.loaded, frame, tta=cfg.tta, progress=progress) for r in runs], axis=0)
+
+    point = lock_point(mean_logits(val), val["label"].to_numpy(), cfg.target_sensitivity, tta=cfg.tta)
+    probs = apply_temperature(mean_logits(test), point["temperature"])  # (N, K)
+    eval_dir.mkdir(parents=True, exist_ok=True)
+    _io.write_json(eval_dir / "operating_point.json", point)
+    _io.write_csv(
+        eval_dir / "predictions_detail.csv", prediction_frame(test, probs, point["threshold"]), float_format="%.6f"
+    )
 
 
 def _link_run(source: Path, run_dir: Path, splits: pd.DataFrame) -> None:
@@ -268,16 +342,7 @@ def _link_run(source: Path, run_dir: Path, splits: pd.DataFrame) -> None:
     Raises:
         ConfigError: ``source`` was trained on other folds (another data, fold count or seed).
     """
-    from dermascan.data.splits import read_splits
-    from dermascan.runs import SPLITS_FILE
-
-    theirs = read_splits(source / SPLITS_FILE)
-    same = theirs.set_index("image_id")["split"].sort_index().equals(splits.set_index("image_id")["split"].sort_index())
-    if not same:
-        raise ConfigError(
-            f"{source} was trained on other folds than these: give --models-from a cross-validation of the same "
-            "--data, --folds and --seed"
-        )
+    _check_same_folds(source, splits)
     run_dir.mkdir(parents=True, exist_ok=True)
     for f in sorted(source.iterdir()):
         if f.name == "operating_point.json" or not f.is_file():
@@ -364,6 +429,12 @@ def format_summary(summary: dict[str, Any]) -> str:
             else ""
         )
         + (f"; the trained folds of {summary['config']['models_from']}" if summary["config"].get("models_from") else "")
+        + (
+            f"; an ensemble: the mean logits of {' and '.join(summary['config']['ensemble'])}, the first one's recipe "
+            "shown"
+            if summary["config"].get("ensemble")
+            else ""
+        )
         + ".",
         f"Mean training minutes per fold: {summary['training_minutes']['mean']}.",
         "",

@@ -13,8 +13,12 @@ from typer.testing import CliRunner
 from dermascan.cli import app
 from dermascan.crossval import CVConfig
 from dermascan.data.readers import read_dataset
-from dermascan.data.splits import make_fold_splits
+from dermascan.data.splits import make_fold_splits, read_splits
+from dermascan.decision import apply_temperature
 from dermascan.errors import ConfigError
+from dermascan.evaluation.evaluate import predict_logits, select
+from dermascan.runs import load_run
+from dermascan.taxonomy import MELANOMA_INDEX
 
 
 def _frame(n_lesions: int = 400, seed: int = 0) -> pd.DataFrame:
@@ -128,3 +132,27 @@ def test_cv_command_trains_each_fold_and_pools_the_scored_halves(synth_small: Pa
     args4 = [*args3[:4], str(tmp_path / "cv-half"), *args3[5:13], str(half)]
     refused = CliRunner().invoke(app, args4)
     assert refused.exit_code == 2 and "no finished fold 1" in refused.output, refused.output
+
+    # an ensemble of the two recipes' fold-1 models: nothing trained, each image scored by the mean of their logits
+    ens = tmp_path / "cv-ens"
+    args5 = ["cv", "--data", str(synth_small), "--out", str(ens), "--folds", "3", "--fold", "1", "--preset",
+             "cpu-demo", "--ensemble", str(out), "--ensemble", str(other), "--against", str(out)]  # fmt: skip
+    result = CliRunner().invoke(app, args5)
+    assert result.exit_code == 0, result.output
+    assert not (ens / "fold1" / "run").exists()
+    summary_ens = json.loads((ens / "cv.json").read_text())
+    member_minutes = [json.loads((d / "cv.json").read_text())["folds"][-1]["minutes"] for d in (out, other)]
+    assert summary_ens["folds"][0]["minutes"] == pytest.approx(sum(member_minutes), abs=0.02)
+    point = json.loads((ens / "fold1" / "eval" / "operating_point.json").read_text())
+    index = read_dataset(synth_small, progress=False)
+    test = select(index, read_splits(out / "fold1" / "run" / "splits.csv"), "test")
+    logits = np.mean([predict_logits(load_run(d / "fold1" / "run").loaded, test) for d in (out, other)], axis=0)
+    expected = apply_temperature(logits, point["temperature"])[:, MELANOMA_INDEX]
+    scored = pd.read_csv(ens / "predictions.csv").set_index("image_id").loc[test["image_id"]]
+    np.testing.assert_allclose(scored["p_melanoma"], expected, atol=2e-6)
+    assert "an ensemble: the mean logits of" in (ens / "cv.md").read_text()
+    for extra, message in ((["--epochs", "3"], "leave out --models-from and training options (epochs)"),):
+        refused = CliRunner().invoke(app, [*args5, *extra])
+        assert refused.exit_code == 2 and message in refused.output, (extra, refused.output)
+    alone = CliRunner().invoke(app, [*args5[:-4], "--against", str(out)])
+    assert alone.exit_code == 2 and "at least two" in alone.output, alone.output

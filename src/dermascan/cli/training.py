@@ -135,6 +135,13 @@ def cv(
         Path | None,
         typer.Option(help="Reuse this `dermascan cv` folder's trained folds: only the evaluation runs (e.g. --tta)."),
     ] = None,
+    ensemble: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="Score these `dermascan cv` folders' trained folds together (repeat, two or more): each image by "
+            "the mean of their logits, each fold's threshold locked on it; nothing is trained."
+        ),
+    ] = None,
 ) -> None:
     """Cross-validate a training recipe by lesion: melanoma AUROC, specificity at 90% and 95% sensitivity, the
     locked threshold's sensitivity and specificity and balanced accuracy, pooled with 95% intervals, per fold,
@@ -159,6 +166,7 @@ def cv(
         against=str(against) if against is not None else None,
         tta=tta,
         models_from=str(models_from) if models_from is not None else None,
+        ensemble=tuple(str(m) for m in ensemble) if ensemble else None,
     )
     summary = cross_validate(cfg)
     p, iv = summary["pooled"], summary["pooled"]["intervals"]

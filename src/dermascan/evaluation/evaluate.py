@@ -147,7 +147,20 @@ def calibrate(
     """Fit the temperature and choose the melanoma threshold on the validation split; save and return them."""
     val = select(index, run.splits, "val")
     logits = predict_logits(run.loaded, val, tta=tta, progress=progress)
-    y = val["label"].to_numpy()
+    point = lock_point(logits, val["label"].to_numpy(), target_sensitivity, require_lower_ci, tta)
+    write_operating_point(run.path, point)
+    return point
+
+
+def lock_point(
+    logits: np.ndarray,
+    y: np.ndarray,
+    target_sensitivity: float = 0.90,
+    require_lower_ci: bool = False,
+    tta: bool = False,
+) -> dict[str, Any]:
+    """The operating point locked on validation ``logits`` (N, K) and labels ``y`` (N,): the temperature, then the
+    melanoma threshold for ``target_sensitivity`` on the calibrated probabilities (``operating_point.json``)."""
     temperature = fit_temperature(logits, y)
     probs = apply_temperature(logits, temperature)
     op = choose_threshold(
@@ -167,7 +180,6 @@ def calibrate(
         # In-sample: validation also chose the checkpoint and fitted the temperature and this threshold.
         "validation": {**op.to_dict(), "in_sample": True},
     }
-    write_operating_point(run.path, point)
     return point
 
 
