@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dermascan.errors import ConfigError
+from dermascan.training.config import TrainConfig
 from dermascan.training.losses import (
     MelanomaFocalLoss,
     create_loss,
@@ -121,6 +123,32 @@ def test_zero_focal_weight_is_weighted_ce() -> None:
     logits, target = torch.randn(6, 7), torch.randint(0, 7, (6,))
     loss = create_loss("weighted_ce_focal", w, focal_weight=0.0)(logits, target)
     torch.testing.assert_close(loss, F.cross_entropy(logits, target, weight=w))
+
+
+def test_label_smoothing_softens_the_cross_entropy_but_never_the_melanoma_focal_term() -> None:
+    w = torch.tensor([3.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0])
+    logits, target = torch.randn(8, 7) * 4, torch.randint(0, 7, (8,))
+    smoothed = MelanomaFocalLoss(w, focal_weight=0.3, label_smoothing=0.1)
+    ce, focal = smoothed.terms(logits, target)
+    # by hand: (1 - eps) of the target's -log p plus eps spread evenly over the K classes, weighted mean
+    log_p = F.log_softmax(logits, dim=1)  # (B, K)
+    per = -(0.9 * log_p.gather(1, target[:, None])[:, 0] + 0.1 * (log_p * w).sum(1) / w[target] / 7)
+    torch.testing.assert_close(ce, (w[target] * per).sum() / w[target].sum())
+    torch.testing.assert_close(focal, melanoma_focal_loss(logits, target))  # hard targets
+    plain = create_loss("ce", label_smoothing=0.2)(logits, target)
+    torch.testing.assert_close(plain, F.cross_entropy(logits, target, label_smoothing=0.2))
+    confident = torch.full((4, 7), -10.0).scatter(1, torch.arange(4)[:, None], 10.0)  # right, and sure of it
+    assert create_loss("ce", label_smoothing=0.1)(confident, torch.arange(4)) > create_loss("ce")(
+        confident, torch.arange(4)
+    )
+    with pytest.raises(ValueError, match="label_smoothing must be in"):
+        MelanomaFocalLoss(label_smoothing=1.0)
+
+
+def test_label_smoothing_is_a_training_option_with_a_named_range() -> None:
+    assert TrainConfig(label_smoothing=0.1).to_dict()["label_smoothing"] == 0.1  # recorded in the run's config
+    with pytest.raises(ConfigError, match=r"label_smoothing must be in \[0, 1\), got 1.5"):
+        TrainConfig(label_smoothing=1.5)
 
 
 def test_class_weights_follow_the_module_but_stay_out_of_checkpoints() -> None:

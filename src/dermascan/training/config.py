@@ -45,6 +45,8 @@ class TrainConfig:
             ``inverse`` (the brief's N / (K N_i)), ``sqrt_inverse``, ``clipped`` or ``uniform``.
         focal_gamma: focusing parameter of the melanoma focal term.
         focal_weight: lambda_1, the weight of the focal term.
+        label_smoothing: share of each target's probability spread evenly over all classes in the cross-entropy
+            term (0: none); the melanoma focal term keeps hard targets, so melanoma is never softened.
         sampler: ``shuffle`` (plain epochs) or ``balanced`` (class-balanced draws with replacement). Do not
             combine ``balanced`` with inverse class weights: that corrects the imbalance twice.
         epochs: maximum number of epochs.
@@ -83,6 +85,7 @@ class TrainConfig:
     class_weighting: str = "sqrt_inverse"
     focal_gamma: float = 2.0
     focal_weight: float = 0.3
+    label_smoothing: float = 0.0
     sampler: str = "shuffle"
     epochs: int = 30
     batch_size: int = 32
@@ -124,6 +127,7 @@ class TrainConfig:
             (0 < self.target_sensitivity < 1, f"target_sensitivity must be in (0, 1), got {self.target_sensitivity}"),
             (self.patience >= 1, f"patience must be >= 1, got {self.patience}"),
             (self.focal_gamma >= 0 and self.focal_weight >= 0, "focal_gamma and focal_weight must be >= 0"),
+            (0 <= self.label_smoothing < 1, f"label_smoothing must be in [0, 1), got {self.label_smoothing}"),
         ]
         for ok, message in checks:
             if not ok:

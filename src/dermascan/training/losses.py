@@ -74,6 +74,8 @@ class MelanomaFocalLoss(nn.Module):
         focal_gamma: focusing parameter of the focal term (2.0 in the brief).
         focal_weight: lambda_1, the weight of the focal term (0.3 in the brief); 0 leaves weighted CE.
         melanoma_index: column of melanoma in the logits (0 in the ISIC 2018 order).
+        label_smoothing: target smoothing of the cross-entropy term only (PyTorch's ``label_smoothing``); the
+            focal term keeps hard melanoma targets.
     """
 
     class_weights: Tensor | None
@@ -84,8 +86,11 @@ class MelanomaFocalLoss(nn.Module):
         focal_gamma: float = 2.0,
         focal_weight: float = 0.3,
         melanoma_index: int = MELANOMA_INDEX,
+        label_smoothing: float = 0.0,
     ) -> None:
         super().__init__()
+        if not 0 <= label_smoothing < 1:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
         if focal_gamma < 0:
             raise ValueError(f"focal_gamma must be >= 0, got {focal_gamma}")
         if focal_weight < 0:
@@ -103,6 +108,7 @@ class MelanomaFocalLoss(nn.Module):
         self.focal_gamma = float(focal_gamma)
         self.focal_weight = float(focal_weight)
         self.melanoma_index = int(melanoma_index)
+        self.label_smoothing = float(label_smoothing)
 
     def terms(self, logits: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
         """The two terms separately, for logging: ``(weighted_ce, melanoma_focal)``.
@@ -113,7 +119,7 @@ class MelanomaFocalLoss(nn.Module):
         """
         # Both terms are computed in float32 whatever the module was cast to (.double(), a "-true" precision).
         weight = None if self.class_weights is None else self.class_weights.float()
-        ce = F.cross_entropy(logits.float(), target, weight=weight)
+        ce = F.cross_entropy(logits.float(), target, weight=weight, label_smoothing=self.label_smoothing)
         focal = melanoma_focal_loss(logits, target, self.focal_gamma, self.melanoma_index)
         return ce, focal
 
@@ -125,7 +131,8 @@ class MelanomaFocalLoss(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"focal_gamma={self.focal_gamma}, focal_weight={self.focal_weight}, "
-            f"melanoma_index={self.melanoma_index}, weighted={self.class_weights is not None}"
+            f"melanoma_index={self.melanoma_index}, weighted={self.class_weights is not None}, "
+            f"label_smoothing={self.label_smoothing}"
         )
 
 
@@ -135,6 +142,7 @@ def create_loss(
     focal_gamma: float = 2.0,
     focal_weight: float = 0.3,
     melanoma_index: int = MELANOMA_INDEX,
+    label_smoothing: float = 0.0,
 ) -> nn.Module:
     """Build the training loss by name; the result is called as ``loss(logits, target)``.
 
@@ -145,6 +153,7 @@ def create_loss(
         focal_gamma: focal focusing parameter.
         focal_weight: lambda_1, weight of the focal term.
         melanoma_index: melanoma column.
+        label_smoothing: target smoothing of the cross-entropy (term).
 
     Raises:
         ValueError: unknown ``kind``, or class weights given to the unweighted ``ce`` baseline.
@@ -155,9 +164,9 @@ def create_loss(
                 "kind='ce' is the unweighted baseline; pass class_weights=None, or use "
                 "kind='weighted_ce_focal' (with focal_weight=0 for weighted cross-entropy alone)"
             )
-        return nn.CrossEntropyLoss()
+        return nn.CrossEntropyLoss(label_smoothing=label_smoothing)
     if kind == "weighted_ce_focal":
-        return MelanomaFocalLoss(class_weights, focal_gamma, focal_weight, melanoma_index)
+        return MelanomaFocalLoss(class_weights, focal_gamma, focal_weight, melanoma_index, label_smoothing)
     raise ValueError(f"unknown loss kind {kind!r}; use 'ce' or 'weighted_ce_focal'")
 
 

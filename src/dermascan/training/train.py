@@ -107,6 +107,7 @@ def train(
         focal_gamma=config.focal_gamma,
         focal_weight=config.focal_weight,
         melanoma_index=MELANOMA_INDEX,
+        label_smoothing=config.label_smoothing,
     )
     meta: dict[str, Any] = {
         "arch": config.arch,
