@@ -163,6 +163,14 @@ def test_timm_resnet18_weights_none() -> None:
     assert model.preprocessing.input_size == 224 and model.preprocessing.interpolation == "bicubic"
 
 
+def test_timm_cnn_takes_an_image_size_for_its_preprocessing() -> None:
+    """Training always passes the recipe's image_size; a timm CNN has no img_size argument and must still build."""
+    model = create_model("timm:resnet18d", weights="none", image_size=48).eval()
+    assert model.preprocessing.input_size == 48
+    with torch.no_grad():
+        assert model(torch.randn(2, 3, 48, 48)).shape == (2, NUM_CLASSES)
+
+
 def test_timm_freeze_freezes_the_stem() -> None:
     model = create_model("timm:resnet18", freeze=True)
     frozen = {n for n, p in model.named_parameters() if not p.requires_grad}

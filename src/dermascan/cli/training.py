@@ -51,6 +51,10 @@ def train(
     ] = None,
     focal_gamma: Annotated[float | None, typer.Option(help="Focusing parameter of the melanoma focal term.")] = None,
     focal_weight: Annotated[float | None, typer.Option(help="Weight (lambda_1) of the melanoma focal term.")] = None,
+    label_smoothing: Annotated[
+        float | None,
+        typer.Option(help="Label smoothing of the cross-entropy term (0-1; the focal term keeps hard targets)."),
+    ] = None,
     sampler: Annotated[Sampler | None, typer.Option(help="shuffle or balanced.")] = None,
     epochs: Annotated[int | None, typer.Option(help="Maximum epochs.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Images per step per device.")] = None,

@@ -54,15 +54,13 @@ def _classifier_name(name: str) -> str | None:
 def _build(name: str, num_classes: int, image_size: int | None, **kwargs: Any) -> nn.Module:
     timm = _timm()
     if image_size is not None:
-        kwargs["img_size"] = image_size
-    try:
-        return timm.create_model(name, num_classes=num_classes, **kwargs)
-    except TypeError as e:
-        if "img_size" in str(e):
-            raise ValueError(
-                f"timm model {name!r} takes no image_size (it adapts to any input size); leave it unset"
-            ) from e
-        raise
+        try:  # transformers fix their position embedding to the input side
+            return timm.create_model(name, num_classes=num_classes, img_size=image_size, **kwargs)
+        except TypeError as e:
+            if "img_size" not in str(e):
+                raise
+            # A CNN takes any input side: image_size then sets only its preprocessing (timm_preprocessing).
+    return timm.create_model(name, num_classes=num_classes, **kwargs)
 
 
 def _cached_pretrained_file(cfg: Any) -> Path | None:
