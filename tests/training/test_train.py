@@ -95,7 +95,8 @@ class _StopAfterFirstEpoch(L.Callback):
             raise _InterruptError
 
 
-def test_resumed_run_ends_where_an_uninterrupted_run_would(tiny_isic: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("ema_decay", [0.0, 0.9], ids=["plain", "weight-averaged"])
+def test_resumed_run_ends_where_an_uninterrupted_run_would(tiny_isic: Path, tmp_path: Path, ema_decay: float) -> None:
     from dermascan.training.config import resolve_config
     from dermascan.training.train import train
 
@@ -109,6 +110,7 @@ def test_resumed_run_ends_where_an_uninterrupted_run_would(tiny_isic: Path, tmp_
             batch_size=16,
             seed=1,
             precision="32-true",
+            ema_decay=ema_decay,
         )
 
     train(config(str(tmp_path / "a")), progress=False)

@@ -55,6 +55,12 @@ def train(
         float | None,
         typer.Option(help="Label smoothing of the cross-entropy term (0-1; the focal term keeps hard targets)."),
     ] = None,
+    ema_decay: Annotated[
+        float | None,
+        typer.Option(
+            help="Average the weights over training (decay per step, e.g. 0.997; 0 off): validated and saved."
+        ),
+    ] = None,
     sampler: Annotated[Sampler | None, typer.Option(help="shuffle or balanced.")] = None,
     epochs: Annotated[int | None, typer.Option(help="Maximum epochs.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Images per step per device.")] = None,

@@ -47,6 +47,10 @@ class TrainConfig:
         focal_weight: lambda_1, the weight of the focal term.
         label_smoothing: share of each target's probability spread evenly over all classes in the cross-entropy
             term (0: none); the melanoma focal term keeps hard targets, so melanoma is never softened.
+        ema_decay: keep an exponential moving average of the weights, updated after every step with this decay
+            (0.997 averages about the last 1 / (1 - 0.997) = 333 steps): the per-step form of stochastic weight
+            averaging. Validation scores the average, and the checkpoints' model weights are the average.
+            0 turns it off.
         sampler: ``shuffle`` (plain epochs) or ``balanced`` (class-balanced draws with replacement). Do not
             combine ``balanced`` with inverse class weights: that corrects the imbalance twice.
         epochs: maximum number of epochs.
@@ -86,6 +90,7 @@ class TrainConfig:
     focal_gamma: float = 2.0
     focal_weight: float = 0.3
     label_smoothing: float = 0.0
+    ema_decay: float = 0.0
     sampler: str = "shuffle"
     epochs: int = 30
     batch_size: int = 32
@@ -128,6 +133,7 @@ class TrainConfig:
             (self.patience >= 1, f"patience must be >= 1, got {self.patience}"),
             (self.focal_gamma >= 0 and self.focal_weight >= 0, "focal_gamma and focal_weight must be >= 0"),
             (0 <= self.label_smoothing < 1, f"label_smoothing must be in [0, 1), got {self.label_smoothing}"),
+            (0 <= self.ema_decay < 1, f"ema_decay must be in [0, 1) (0: off; 0.997 typical), got {self.ema_decay}"),
         ]
         for ok, message in checks:
             if not ok:

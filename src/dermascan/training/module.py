@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import warnings
 from typing import Any
@@ -16,6 +17,7 @@ from dermascan.evaluation import metrics
 from dermascan.models import set_frozen_bn_eval
 from dermascan.taxonomy import MELANOMA_INDEX
 from dermascan.training.config import TrainConfig
+from dermascan.training.ema import ema_decay_at, swap_prefixes, update_ema
 from dermascan.training.optim import param_groups
 
 
@@ -52,6 +54,8 @@ class LesionClassifier(L.LightningModule):
     def __init__(self, model: nn.Module, loss_fn: nn.Module, config: TrainConfig, meta: dict[str, Any]) -> None:
         super().__init__()
         self.model = model
+        # The weight average (config.ema_decay > 0) is what validation scores and what best.ckpt ships.
+        self.ema = copy.deepcopy(model).requires_grad_(False) if config.ema_decay > 0 else None
         self.loss_fn = loss_fn
         self.config = config
         self.save_hyperparameters({"config": config.to_dict(), **meta})
@@ -77,9 +81,24 @@ class LesionClassifier(L.LightningModule):
         self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(y))
         return loss
 
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.ema is not None:
+            update_ema(self.ema, self.model, ema_decay_at(self.config.ema_decay, self.global_step))
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Every reader of a checkpoint loads "model.*": store the average there, the one validation scored, and
+        # the raw training weights under "ema.*", which only --resume needs (on_load_checkpoint swaps back).
+        if self.ema is not None:
+            swap_prefixes(checkpoint["state_dict"], "model.", "ema.")
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.ema is not None:
+            swap_prefixes(checkpoint["state_dict"], "model.", "ema.")
+
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, y = batch
-        self._val_logits.append(self.model(x).float().cpu())
+        scored = self.ema if self.ema is not None else self.model
+        self._val_logits.append(scored(x).float().cpu())
         self._val_labels.append(y.cpu())
 
     def on_validation_epoch_end(self) -> None:
