@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import lightning as L
 import pytest
@@ -12,7 +11,7 @@ from torch import nn
 
 from dermascan.errors import ConfigError
 from dermascan.models.checkpoint import load_checkpoint
-from dermascan.training.config import TrainConfig, resolve_config
+from dermascan.training.config import TrainConfig
 from dermascan.training.ema import ema_decay_at, update_ema
 from dermascan.training.train import train
 
@@ -64,18 +63,8 @@ def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_checkpoints_ship_the_average_that_validation_scored(tiny_isic: Path, tmp_path: Path) -> None:
-    cfg = resolve_config(
-        "cpu-demo",
-        data=str(tiny_isic),
-        out=str(tmp_path / "run"),
-        epochs=2,
-        image_size=32,
-        batch_size=16,
-        seed=1,
-        precision="32-true",
-        ema_decay=0.9,
-    )
+def test_checkpoints_ship_the_average_that_validation_scored(tiny_config) -> None:
+    cfg = tiny_config(ema_decay=0.9)
     capture = _Capture()
     result = train(cfg, progress=False, callbacks=[capture])
     assert len(capture.averaged) == 2 and not _same(capture.raw[-1], capture.averaged[-1])

@@ -96,22 +96,11 @@ class _StopAfterFirstEpoch(L.Callback):
 
 
 @pytest.mark.parametrize("ema_decay", [0.0, 0.9], ids=["plain", "weight-averaged"])
-def test_resumed_run_ends_where_an_uninterrupted_run_would(tiny_isic: Path, tmp_path: Path, ema_decay: float) -> None:
-    from dermascan.training.config import resolve_config
+def test_resumed_run_ends_where_an_uninterrupted_run_would(tiny_config, tmp_path: Path, ema_decay: float) -> None:
     from dermascan.training.train import train
 
     def config(out: str):
-        return resolve_config(
-            "cpu-demo",
-            data=str(tiny_isic),
-            out=out,
-            epochs=3,
-            image_size=32,
-            batch_size=16,
-            seed=1,
-            precision="32-true",
-            ema_decay=ema_decay,
-        )
+        return tiny_config(Path(out).name, epochs=3, ema_decay=ema_decay)
 
     train(config(str(tmp_path / "a")), progress=False)
     with pytest.raises(_InterruptError):  # dies after epoch 0, like a killed job
@@ -256,10 +245,11 @@ def test_official_validation_and_test_folders_are_used_whole(tiny_isic: Path, tm
     assert len(pd.read_csv(tmp_path / "e" / "predictions.csv")) == 21
 
 
-def test_a_class_with_one_lesion_is_trained_on_and_the_shortage_is_said(tiny_isic: Path, tmp_path: Path) -> None:
+def test_a_class_with_one_lesion_is_trained_on_and_the_shortage_is_said(
+    tiny_isic: Path, tmp_path: Path, tiny_config
+) -> None:
     """DF with a single lesion used to go to test only, train had no DF image, and the warning was silenced."""
     from dermascan.data.splits import SplitWarning
-    from dermascan.training.config import resolve_config
     from dermascan.training.train import train
 
     meta = pd.read_csv(tiny_isic / "HAM10000_metadata.csv")
@@ -268,16 +258,7 @@ def test_a_class_with_one_lesion_is_trained_on_and_the_shortage_is_said(tiny_isi
     for name, key in (("ISIC2018_Task3_GroundTruth.csv", "image"), ("HAM10000_metadata.csv", "image_id")):
         table = pd.read_csv(tiny_isic / name)
         table[~table[key].isin(dropped)].to_csv(tiny_isic / name, index=False)
-    cfg = resolve_config(
-        "cpu-demo",
-        data=str(tiny_isic),
-        out=str(tmp_path / "r"),
-        epochs=1,
-        image_size=32,
-        batch_size=16,
-        seed=1,
-        precision="32-true",
-    )
+    cfg = tiny_config("r", epochs=1)
     with pytest.warns(SplitWarning, match=r"class DF has only 1 lesion\(s\) \(2 image\(s\)\): no test or val"):
         train(cfg, progress=False)
     splits = pd.read_csv(tmp_path / "r" / "splits.csv").merge(
