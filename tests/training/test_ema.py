@@ -79,3 +79,9 @@ def test_checkpoints_ship_the_average_that_validation_scored(tiny_config) -> Non
     state = torch.load(result.last_checkpoint, weights_only=True)["state_dict"]
     raw = {k.removeprefix("ema."): v for k, v in state.items() if k.startswith("ema.")}
     assert _same(raw, capture.raw[-1])
+
+
+def test_resuming_with_another_ema_setting_is_refused_by_name(tiny_config) -> None:
+    train(tiny_config(epochs=1), progress=False)
+    with pytest.raises(ConfigError, match="trained without weight averaging"):
+        train(tiny_config(epochs=2, ema_decay=0.9), resume=True, progress=False)

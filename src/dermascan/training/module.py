@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from dermascan.errors import DermaScanError
+from dermascan.errors import ConfigError, DermaScanError
 from dermascan.evaluation import metrics
 from dermascan.models import set_frozen_bn_eval
 from dermascan.taxonomy import MELANOMA_INDEX
@@ -92,6 +92,12 @@ class LesionClassifier(L.LightningModule):
             swap_prefixes(checkpoint["state_dict"], "model.", "ema.")
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        averaged = any(k.startswith("ema.") for k in checkpoint["state_dict"])
+        if averaged != (self.ema is not None):
+            raise ConfigError(
+                f"this checkpoint was trained {'with' if averaged else 'without'} weight averaging: resume it with "
+                f"the ema_decay it was trained with (see the run's config.yaml), not {self.config.ema_decay}"
+            )
         if self.ema is not None:
             swap_prefixes(checkpoint["state_dict"], "model.", "ema.")
 
