@@ -276,6 +276,7 @@ def test_cli_choices_are_the_librarys_own() -> None:
     assert get_args(_app.Loss) == config.LOSSES
     assert get_args(_app.Weighting) == config.WEIGHTINGS
     assert get_args(_app.Sampler) == config.SAMPLERS
+    assert get_args(_app.Checkpoint) == config.CHECKPOINTS
     assert get_args(_app.TrainPrecision) == config.PRECISIONS
 
 

@@ -17,7 +17,7 @@ import functools
 import json
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -98,11 +98,14 @@ class CVConfig:
                 raise ConfigError(
                     f"--models-from {self.models_from} holds no trained folds: give the folder of a `dermascan cv`"
                 )
-            if self.train:
+            # which epoch a run ships is read off its checkpoints, not trained: the one key that may differ
+            trained = sorted(set(self.train) - {"checkpoint"})
+            if trained:
                 raise ConfigError(
                     "--models-from reuses trained folds: training options ("
-                    + ", ".join(sorted(self.train))
-                    + ") cannot change them; leave them out, or train anew without --models-from"
+                    + ", ".join(trained)
+                    + ") cannot change them; leave them out (checkpoint: last may stay), or train anew without "
+                    "--models-from"
                 )
             if Path(self.models_from).resolve() == Path(self.out).resolve():
                 raise ConfigError("--models-from must name another folder than --out")
@@ -151,6 +154,8 @@ def cross_validate(cfg: CVConfig, progress: bool = True) -> dict[str, Any]:
     members = [cfg.models_from] if cfg.models_from is not None else list(cfg.ensemble or ())
     if members:  # the recipe that trained the reused folds (an ensemble's first member)
         base = load_run(_source_run(members[0], (cfg.only or (0,))[0]), model=False).config or base
+        if "checkpoint" in cfg.train:
+            base = replace(base, checkpoint=cfg.train["checkpoint"])
     index = read_run_data(base, progress=progress)
     rows, pooled = [], []
     for k in cfg.only if cfg.only is not None else range(cfg.folds):
@@ -165,7 +170,7 @@ def cross_validate(cfg: CVConfig, progress: bool = True) -> dict[str, Any]:
                 _score_ensemble(cfg, k, splits, index, eval_dir, progress)
             minutes = sum(_minutes(_source_run(m, k).parent, None) or 0.0 for m in cfg.ensemble)
         elif cfg.models_from is not None and not (run_dir / "last.ckpt").exists():
-            _link_run(_source_run(cfg.models_from, k), run_dir, splits)
+            _link_run(_source_run(cfg.models_from, k), run_dir, splits, base.checkpoint)
         # the minutes are written once training finished: a last.ckpt without them is an interrupted training
         trained = (run_dir / "last.ckpt").is_file() and (run_dir.parent / MINUTES_FILE).is_file()
         if cfg.ensemble is None and not (trained and (eval_dir / "predictions_detail.csv").is_file()):
@@ -335,22 +340,30 @@ def _score_ensemble(cfg: CVConfig, k: int, splits: pd.DataFrame, index: Any, eva
     )
 
 
-def _link_run(source: Path, run_dir: Path, splits: pd.DataFrame) -> None:
+def _link_run(source: Path, run_dir: Path, splits: pd.DataFrame, checkpoint: str) -> None:
     """A run folder of its own for ``source``'s trained model: checkpoints linked, the small files copied, no
-    operating point (this cross-validation locks its own), the training minutes carried over.
+    operating point (this cross-validation locks its own), the training minutes carried over. With
+    ``checkpoint="last"``, its ``best.ckpt`` is the source's ``last.ckpt`` (the epoch the schedule ended on),
+    what training with that setting ships.
 
     Raises:
         ConfigError: ``source`` was trained on other folds (another data, fold count or seed).
     """
+    from dermascan.runs import BEST_CHECKPOINT, CONFIG_FILE, LAST_CHECKPOINT
+    from dermascan.training.config import resolve_config, save_config
+
     _check_same_folds(source, splits)
     run_dir.mkdir(parents=True, exist_ok=True)
     for f in sorted(source.iterdir()):
         if f.name == "operating_point.json" or not f.is_file():
             continue
         if f.suffix == ".ckpt":
-            (run_dir / f.name).symlink_to(f.resolve())
+            shipped = source / LAST_CHECKPOINT if f.name == BEST_CHECKPOINT and checkpoint == "last" else f
+            (run_dir / f.name).symlink_to(shipped.resolve())
         else:
             shutil.copy2(f, run_dir / f.name)
+    if (run_dir / CONFIG_FILE).is_file():  # the run folder says which epoch its best.ckpt is
+        save_config(resolve_config(config_file=run_dir / CONFIG_FILE, checkpoint=checkpoint), run_dir / CONFIG_FILE)
     shutil.copy2(source.parent / MINUTES_FILE, run_dir.parent / MINUTES_FILE)
 
 
@@ -422,7 +435,9 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"# Cross-validation: {scope} ({summary['note']})",
         "",
         f"Recipe: {recipe['arch']} at {recipe['image_size']} px, {recipe['epochs']} epochs, loss {recipe['loss']}, "
-        f"class weights {recipe['class_weighting']} (preset {summary['config']['preset']})"
+        f"class weights {recipe['class_weighting']} (preset {summary['config']['preset']}"
+        + "".join(f", {k}: {v}" for k, v in sorted(summary["config"].get("train", {}).items()))
+        + ")"
         + (
             "; threshold locked on, and images scored with, flip test-time augmentation"
             if summary["config"].get("tta")

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from dermascan.cli import app
@@ -58,6 +59,15 @@ def test_bad_fold_arguments_are_named() -> None:
         CVConfig(data="d", out="o", folds=3, only=(3,))
     with pytest.raises(ConfigError, match="set by the cross-validation"):
         CVConfig(data="d", out="o", train={"val_fraction": 0.2})
+
+
+def test_reused_folds_may_only_change_which_epoch_they_ship(tmp_path: Path) -> None:
+    (tmp_path / "ref" / "fold0" / "run").mkdir(parents=True)
+    (tmp_path / "ref" / "fold0" / "run" / "last.ckpt").write_bytes(b"")
+    reuse = {"data": "d", "out": str(tmp_path / "o"), "models_from": str(tmp_path / "ref")}
+    CVConfig(**reuse, train={"checkpoint": "last"})  # read off the checkpoints: nothing is retrained
+    with pytest.raises(ConfigError, match=r"training options \(epochs\) cannot change them"):
+        CVConfig(**reuse, train={"checkpoint": "last", "epochs": 3})
 
 
 @pytest.mark.slow
@@ -119,6 +129,17 @@ def test_cv_command_trains_each_fold_and_pools_the_scored_halves(synth_small: Pa
     assert "flip test-time augmentation" in (tta / "cv.md").read_text()
     ours, theirs = (pd.read_csv(d / "predictions.csv").set_index("image_id").sort_index() for d in (tta, out))
     assert not np.allclose(ours["p_melanoma"], theirs.loc[ours.index, "p_melanoma"])  # other views were scored
+    # the other recipe's trained fold shipping its last epoch (checkpoint: last): read off the checkpoints, not trained
+    (tmp_path / "last.yaml").write_text("checkpoint: last\n")
+    last = tmp_path / "cv-last"
+    args_last = ["cv", "--data", str(synth_small), "--out", str(last), "--folds", "3", "--fold", "1", "--preset",
+                 "cpu-demo", "--config", str(tmp_path / "last.yaml"), "--models-from", str(other)]  # fmt: skip
+    result = CliRunner().invoke(app, args_last)
+    assert result.exit_code == 0, result.output
+    shipped = last / "fold1" / "run"
+    assert (shipped / "best.ckpt").resolve() == (other / "fold1" / "run" / "last.ckpt").resolve()
+    assert yaml.safe_load((shipped / "config.yaml").read_text())["checkpoint"] == "last"
+    assert "checkpoint: last" in (last / "cv.md").read_text()
     # refused: training options beside reused models, folds of another seed, an unfinished source
     for extra, message in (
         (["--epochs", "3"], "training options (epochs) cannot change them"),

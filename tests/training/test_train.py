@@ -113,6 +113,27 @@ def test_resumed_run_ends_where_an_uninterrupted_run_would(tiny_config, tmp_path
         assert ra["val_loss"] == pytest.approx(rb["val_loss"], rel=1e-4)
 
 
+class _FirstEpochScoresBest(L.Callback):
+    """Epoch 0 gets the top validation selection score, whatever the model did (checkpoint callbacks run after)."""
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        trainer.callback_metrics["val_selection"] = torch.tensor(1.0 if trainer.current_epoch == 0 else 0.0)
+
+
+@pytest.mark.parametrize(("checkpoint", "shipped_epoch"), [("best", 0), ("last", 2)])
+def test_checkpoint_decides_which_epoch_best_ckpt_ships(
+    tiny_config, tmp_path: Path, checkpoint: str, shipped_epoch: int
+) -> None:
+    from dermascan.training.train import train
+
+    run = tmp_path / "run"
+    train(tiny_config(epochs=3, checkpoint=checkpoint), progress=False, callbacks=[_FirstEpochScoresBest()])
+    best, last = (torch.load(run / n, map_location="cpu", weights_only=True) for n in ("best.ckpt", "last.ckpt"))
+    assert best["epoch"] == shipped_epoch and last["epoch"] == 2
+    same = all(torch.equal(best["state_dict"][k], v) for k, v in last["state_dict"].items())
+    assert same == (checkpoint == "last")
+
+
 def test_existing_run_needs_resume_and_resume_needs_a_run(tiny_isic: Path, tmp_path: Path) -> None:
     result = runner.invoke(app, ["train", *TINY, "--data", str(tiny_isic), "--out", str(tmp_path / "x"), "--resume"])
     assert result.exit_code == 2 and "cannot resume" in result.output

@@ -9,6 +9,7 @@ import typer
 
 from dermascan.cli._app import (
     Accelerator,
+    Checkpoint,
     Loss,
     MetadataOpt,
     OutOpt,
@@ -73,6 +74,10 @@ def train(
     accelerator: Annotated[Accelerator | None, typer.Option(help="auto, cpu or gpu.")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed for split, init, sampling, augmentation.")] = None,
     patience: Annotated[int | None, typer.Option(help="Early-stopping patience (epochs).")] = None,
+    checkpoint: Annotated[
+        Checkpoint | None,
+        typer.Option(help="Which epoch best.ckpt ships: best (validation selection score) or last (schedule's end)."),
+    ] = None,
     target_sensitivity: Annotated[
         float | None, typer.Option(help="Melanoma sensitivity at which validation specificity selects the checkpoint.")
     ] = None,

@@ -22,6 +22,7 @@ LOSSES = ("ce", "weighted_ce_focal")
 SAMPLERS = ("shuffle", "balanced")
 PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed")
 WEIGHTINGS = ("inverse", "sqrt_inverse", "clipped", "uniform")
+CHECKPOINTS = ("best", "last")
 
 
 @dataclass
@@ -61,6 +62,10 @@ class TrainConfig:
         grad_clip: gradient norm clip (0 disables).
         precision: ``auto`` (bf16 autocast where the hardware has it), ``32-true``, ``bf16-mixed``, ``16-mixed``.
         patience: early stopping patience in epochs on the selection metric.
+        checkpoint: which epoch's weights ``best.ckpt`` ships (what evaluate, export and the Predictor load):
+            ``best``, the epoch with the highest validation selection score, or ``last``, the end of the schedule.
+            The selection score is read on few melanomas (~110 in a HAM10000 fold), so ``best`` can pick a
+            mid-schedule epoch by chance.
         target_sensitivity: melanoma sensitivity at which validation specificity is measured for model
             selection (raw sensitivity at argmax is gamed by calling everything melanoma).
         val_fraction: share of each class's images held out for validation.
@@ -100,6 +105,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     precision: str = "auto"
     patience: int = 5
+    checkpoint: str = "best"
     target_sensitivity: float = 0.90
     val_fraction: float = 0.15
     test_fraction: float = 0.15
@@ -131,6 +137,7 @@ class TrainConfig:
             (self.devices >= 1, f"devices must be >= 1, got {self.devices}"),
             (0 < self.target_sensitivity < 1, f"target_sensitivity must be in (0, 1), got {self.target_sensitivity}"),
             (self.patience >= 1, f"patience must be >= 1, got {self.patience}"),
+            (self.checkpoint in CHECKPOINTS, f"checkpoint must be one of {CHECKPOINTS}, got {self.checkpoint!r}"),
             (self.focal_gamma >= 0 and self.focal_weight >= 0, "focal_gamma and focal_weight must be >= 0"),
             (0 <= self.label_smoothing < 1, f"label_smoothing must be in [0, 1), got {self.label_smoothing}"),
             (0 <= self.ema_decay < 1, f"ema_decay must be in [0, 1) (0: off; 0.997 typical), got {self.ema_decay}"),

@@ -124,10 +124,12 @@ def train(
         write_data_record(out, data.data_record)
     module = LesionClassifier(model, loss_fn, config, meta)
 
+    # checkpoint "last": best.ckpt follows the schedule to its end (unmonitored, rewritten every epoch), so
+    # everything that loads best.ckpt loads the last epoch's weights
     best = ModelCheckpoint(
         dirpath=out,
         filename=BEST_CHECKPOINT.removesuffix(".ckpt"),
-        monitor="val_selection",
+        monitor="val_selection" if config.checkpoint == "best" else None,
         mode="max",
         save_top_k=1,
         enable_version_counter=False,
