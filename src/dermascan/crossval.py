@@ -155,6 +155,12 @@ def cross_validate(cfg: CVConfig, progress: bool = True) -> dict[str, Any]:
     if members:  # the recipe that trained the reused folds (an ensemble's first member)
         base = load_run(_source_run(members[0], (cfg.only or (0,))[0]), model=False).config or base
         if "checkpoint" in cfg.train:
+            if cfg.train["checkpoint"] == "best" and base.checkpoint == "last":
+                # such a training kept no epoch by its selection score: best.ckpt is the last epoch
+                raise ConfigError(
+                    f"--models-from {members[0]} shipped its last epochs (checkpoint: last), so its epochs with the "
+                    "best selection score were never saved; drop checkpoint: best, or train anew with it"
+                )
             base = replace(base, checkpoint=cfg.train["checkpoint"])
     index = read_run_data(base, progress=progress)
     rows, pooled = [], []

@@ -140,6 +140,18 @@ def test_cv_command_trains_each_fold_and_pools_the_scored_halves(synth_small: Pa
     assert (shipped / "best.ckpt").resolve() == (other / "fold1" / "run" / "last.ckpt").resolve()
     assert yaml.safe_load((shipped / "config.yaml").read_text())["checkpoint"] == "last"
     assert "checkpoint: last" in (last / "cv.md").read_text()
+    # ...and back is refused: a run that shipped its last epoch never saved the best-scoring one
+    (tmp_path / "best.yaml").write_text("checkpoint: best\n")
+    back = [
+        *args_last[:4],
+        str(tmp_path / "cv-back"),
+        *args_last[5:12],
+        str(tmp_path / "best.yaml"),
+        "--models-from",
+        str(last),
+    ]
+    refused = CliRunner().invoke(app, back)
+    assert refused.exit_code == 2 and "best selection score were never saved" in refused.output, refused.output
     # refused: training options beside reused models, folds of another seed, an unfinished source
     for extra, message in (
         (["--epochs", "3"], "training options (epochs) cannot change them"),
