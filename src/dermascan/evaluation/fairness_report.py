@@ -31,6 +31,16 @@ def upper_first(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
+def _gap_change(before: float, after: float | None) -> str:
+    """How the per-group thresholds moved the largest detection gap, in words a reader can act on."""
+    if after is None:
+        return f"turned the largest detection gap on the test set ({before:.0f} points) into an unmeasurable one"
+    if round(after) == round(before):
+        return f"left the largest detection gap on the test set at {before:.0f} points"
+    verb = "narrowed" if after < before else "widened"
+    return f"{verb} the largest detection gap on the test set from {before:.0f} to {after:.0f} points"
+
+
 def _p_text(p: float) -> str:
     return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
 
@@ -116,9 +126,7 @@ def summary(
             spec_b, spec_a = m["before"]["overall"]["specificity"], m["after"]["overall"]["specificity"]
             s.append(
                 f"Mitigation for {LABELS.get(attribute, attribute)}: a separate threshold per group, chosen on the "
-                f"validation set to find {target} of melanomas in each group, changed the largest detection gap "
-                f"on the test set from {before:.0f} to "
-                + ("an unmeasurable gap" if after is None else f"{after:.0f} points")
+                f"validation set to find {target} of melanomas in each group, {_gap_change(before, after)}"
                 + f"; overall specificity went from {_pct(spec_b.value)} to {_pct(spec_a.value)}"
                 + (f" ({m['specificity_cost_points']:.1f} points more false alarms among non-melanomas)."
                    if m["specificity_cost_points"] is not None and m["specificity_cost_points"] > 0 else ".")
