@@ -22,7 +22,8 @@ def test_real_demo_runs_every_step_and_reports_held_out_figures(synth_small: Pat
     assert result.exit_code == 0, result.output
     assert "held-out lesions" in result.output and "melanoma AUROC" in result.output
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["recipe"]["arch"] == "resnet18" and summary["recipe"]["image_size"] == 32  # the preset, overridden
+    assert summary["recipe"]["arch"] == "timm:resnet18d"  # the preset
+    assert summary["recipe"]["image_size"] == 32  # overridden
     assert summary["recipe"]["weights"] == "none"  # from scratch: nothing to download
     h = summary["held_out"]
     metrics = json.loads((out / "eval" / "metrics.json").read_text())
@@ -38,6 +39,7 @@ def test_real_demo_runs_every_step_and_reports_held_out_figures(synth_small: Pat
     assert {"age", "sex", "localization"} <= set(fairness["attributes"])
     report = (out / "report.md").read_text()
     assert "held-out HAM10000 lesions" in report and "| melanoma AUROC |" in report
+    assert summary["recipe"]["checkpoint"] == "last" and "(the last one shipped)" in report  # ham10000-cpu's choice
     assert summary["latency_ms_p50"] is None and "Latency" not in report
 
     # resumed: the finished training is not run again

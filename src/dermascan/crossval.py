@@ -30,6 +30,7 @@ from dermascan.evaluation import metrics
 from dermascan.evaluation.bootstrap import bootstrap_ci
 from dermascan.evaluation.intervals import Estimate, wilson_estimate
 from dermascan.taxonomy import CLASSES, MELANOMA_INDEX
+from dermascan.training.config import shipped_epoch
 
 CV_FILE = "cv.json"
 FOLDS_FILE = "folds.csv"
@@ -440,7 +441,8 @@ def format_summary(summary: dict[str, Any]) -> str:
     lines = [
         f"# Cross-validation: {scope} ({summary['note']})",
         "",
-        f"Recipe: {recipe['arch']} at {recipe['image_size']} px, {recipe['epochs']} epochs, loss {recipe['loss']}, "
+        f"Recipe: {recipe['arch']} at {recipe['image_size']} px, {recipe['epochs']} epochs "
+        f"({shipped_epoch(recipe.get('checkpoint', 'best'))}), loss {recipe['loss']}, "
         f"class weights {recipe['class_weighting']} (preset {summary['config']['preset']}"
         + "".join(f", {k}: {v}" for k, v in sorted(summary["config"].get("train", {}).items()))
         + ")"

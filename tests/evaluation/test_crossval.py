@@ -92,6 +92,7 @@ def test_cv_command_trains_each_fold_and_pools_the_scored_halves(synth_small: Pa
     scored = pd.read_csv(out / "predictions.csv")
     assert scored["image_id"].is_unique and len(scored) == n_images
     assert "| melanoma AUROC |" in (out / "cv.md").read_text() and "3 folds by lesion" in (out / "cv.md").read_text()
+    assert "1 epochs (the best-scoring one shipped)" in (out / "cv.md").read_text()  # cpu-demo's checkpoint: best
 
     # resumed: a finished fold is not trained again (its minutes come from the first run)
     again = CliRunner().invoke(app, [*args, "--fold", "1"])

@@ -46,7 +46,7 @@ def demo(
 def real_demo(
     data: Annotated[Path, typer.Option(help="Dataset folder with lesion ids (e.g. ../shared/data/ham10000-200).")],
     out: OutOpt = Path("real_demo_out"),
-    preset: Annotated[str, typer.Option(help="Training recipe (ResNet-18 from scratch, 96 px, 10 epochs).")] = (
+    preset: Annotated[str, typer.Option(help="Training recipe (ResNet-18-D from scratch, 96 px, 10 epochs).")] = (
         "ham10000-cpu"
     ),
     config: Annotated[Path | None, typer.Option(help="YAML file of training keys (overrides the preset).")] = None,

@@ -158,6 +158,11 @@ class TrainConfig:
         return cls(**d)
 
 
+def shipped_epoch(checkpoint: str) -> str:
+    """Which epoch a recipe ships, in words for reports: it moves the figures as much as the loss does."""
+    return "the last one shipped" if checkpoint == "last" else "the best-scoring one shipped"
+
+
 def data_folders(config: TrainConfig | dict[str, Any]) -> list[str]:
     """The dataset folders a run reads, in order: ``data``, then ``val_data`` and ``test_data`` when given."""
     get = config.get if isinstance(config, dict) else lambda k: getattr(config, k)
